@@ -1,0 +1,501 @@
+"""The plugin contract: declarations (``ExplainerSpec``, ``Param``), the ``Explainer`` base, and discovery.
+
+A plugin distribution registers each explainer under the entry-point group ``explainkit.explainers``;
+the entry point names an ``ExplainerSpec`` object in a module that is cheap to import. The spec's
+``impl`` ("package.module:Class") is imported only when the explainer runs. The built-in explainers
+are found exactly the same way.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .enums import Capability, Modality, ResultKind, Task
+from .errors import (ExplainKitError, NotApplicableError, ParameterError, PluginError,
+                     UnknownNameError)
+
+__all__ = ["Param", "ExplainerSpec", "Explainer", "Registry", "registry", "ENTRY_POINT_GROUP",
+           "BUILTIN_DISTRIBUTION", "run_explainer"]
+
+ENTRY_POINT_GROUP = "explainkit.explainers"
+BUILTIN_DISTRIBUTION = "explainkit-builtins"
+ENV_NO_AUTOLOAD = "EXPLAINKIT_DISABLE_PLUGIN_AUTOLOAD"   # "1": load only the built-in distribution
+ENV_BLOCK = "EXPLAINKIT_BLOCK_PLUGINS"                    # comma-separated explainer or distribution names
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "choice": str}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One explainer parameter: its type, default, allowed range or choices, and help text."""
+
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+
+    def __post_init__(self):
+        if self.type not in _TYPES:
+            raise PluginError(f"Parameter {self.name!r} has unknown type {self.type!r}.",
+                              f"use one of {sorted(_TYPES)}.")
+        if self.type == "choice" and not self.choices:
+            raise PluginError(f"Choice parameter {self.name!r} declares no choices.", "set choices=(...).")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+
+    def validate(self, value, owner: str = "explainer"):
+        """Coerce (strings from the CLI too) and check the range; raise ParameterError with the fix."""
+        where = f"Parameter {self.name!r} of {owner}"
+        want = _TYPES[self.type]
+        if isinstance(value, str) and self.type != "str" and self.type != "choice":
+            try:
+                value = {"true": True, "false": False, "1": True, "0": False}[value.lower()] \
+                    if self.type == "bool" else want(value)
+            except (KeyError, ValueError):
+                raise ParameterError(f"{where} must be {self.type}; got {value!r}.", self._fix()) from None
+        if self.type == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ParameterError(f"{where} must be true or false; got {value!r}.", self._fix())
+            return bool(value)
+        if self.type == "int":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
+                    isinstance(value, float) and value.is_integer()):
+                raise ParameterError(f"{where} must be an integer; got {value!r}.", self._fix())
+            value = int(value)
+        elif self.type == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ParameterError(f"{where} must be a number; got {value!r}.", self._fix())
+            value = float(value)
+            if not np.isfinite(value):
+                raise ParameterError(f"{where} must be finite; got {value!r}.", self._fix())
+        elif not isinstance(value, str):
+            raise ParameterError(f"{where} must be a string; got {value!r}.", self._fix())
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"{where} must be one of {list(self.choices)}; got {value!r}.", self._fix())
+        if self.min is not None and value < self.min or self.max is not None and value > self.max:
+            raise ParameterError(f"{where} is {value!r}, outside [{self.min}, {self.max}].", self._fix())
+        return value
+
+    def _fix(self) -> str:
+        rng = f" in [{self.min}, {self.max}]" if self.min is not None or self.max is not None else ""
+        ch = f" one of {list(self.choices)}" if self.choices else ""
+        return f"pass a {self.type}{rng}{ch} (default {self.default!r}). {self.help}".strip()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "type": self.type, "default": self.default, "help": self.help,
+                "min": self.min, "max": self.max, "choices": list(self.choices) if self.choices else None}
+
+
+@dataclass(frozen=True)
+class ExplainerSpec:
+    """An explainer's declaration: readable without importing its algorithm or heavy dependencies."""
+
+    name: str
+    title: str
+    description: str
+    impl: str
+    modalities: frozenset = frozenset(Modality)
+    tasks: frozenset = frozenset(Task)
+    requires: frozenset = frozenset({Capability.PREDICT})
+    params: tuple = ()
+    result: ResultKind = ResultKind.ATTRIBUTION
+    reference: str = ""
+    stochastic: bool = False
+    view: str | None = None          # "module:Class" of a custom dashboard view for a new result kind
+    distribution: str | None = field(default=None, compare=False)
+    version: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise PluginError(f"Explainer name {self.name!r} is not snake_case.",
+                              "use lower-case letters, digits and underscores, starting with a letter.")
+        if not isinstance(self.impl, str) or ":" not in self.impl:
+            raise PluginError(f"Explainer {self.name!r}: impl {self.impl!r} is not 'package.module:Class'.",
+                              "point impl at the implementation class as 'package.module:Class'.")
+        try:
+            object.__setattr__(self, "modalities", frozenset(Modality.parse(m) for m in self.modalities))
+            object.__setattr__(self, "tasks", frozenset(Task.parse(t) for t in self.tasks))
+            object.__setattr__(self, "requires", frozenset(Capability.parse(c) for c in self.requires))
+            object.__setattr__(self, "result", ResultKind.parse(self.result))
+        except UnknownNameError as e:
+            raise PluginError(f"Explainer {self.name!r} declares {e.problem}", e.fix) from None
+        if not self.modalities or not self.tasks:
+            raise PluginError(f"Explainer {self.name!r} declares no modality or no task.",
+                              "set modalities=... and tasks=....")
+        params = tuple(self.params)
+        if not all(isinstance(p, Param) for p in params):
+            raise PluginError(f"Explainer {self.name!r}: params must be Param objects.", "use explainkit.Param(...).")
+        names = [p.name for p in params]
+        if len(set(names)) != len(names) or "seed" in names:
+            raise PluginError(f"Explainer {self.name!r}: duplicate or reserved parameter name in {names}.",
+                              "give each parameter a unique name; 'seed' is passed by explainkit itself.")
+        for p in params:
+            try:
+                p.validate(p.default, self.name)
+            except ParameterError as e:
+                raise PluginError(f"Explainer {self.name!r}: the default of {p.name!r} is invalid: {e.problem}",
+                                  "make the default satisfy the declared type and range.") from None
+        object.__setattr__(self, "params", params)
+
+    def __repr__(self) -> str:
+        return f"<ExplainerSpec {self.name} {sorted(m.value for m in self.modalities)}>"
+
+    @property
+    def summary(self) -> str:
+        """The description's first sentence (UI help)."""
+        return self.description.split(". ")[0].rstrip(".") + "."
+
+    def why_not(self, model) -> str | None:
+        """None if this explainer applies to the model, else the reason (set logic on declarations)."""
+        if model.modality not in self.modalities:
+            return (f"{self.name} supports {', '.join(sorted(m.value for m in self.modalities))} models; "
+                    f"this model is {model.modality.value}.")
+        if model.task not in self.tasks:
+            return f"{self.name} supports {', '.join(sorted(t.value for t in self.tasks))}; this model does {model.task.value}."
+        missing = self.requires - set(model.capabilities)
+        if missing:
+            return (f"{self.name} requires {', '.join(sorted(c.value for c in missing))}, which this model "
+                    f"({type(model).__name__}) does not provide.")
+        return None
+
+    def applies_to(self, model) -> bool:
+        return self.why_not(model) is None
+
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
+
+    def validate_params(self, params: dict) -> dict:
+        """Full parameter dict: defaults filled in, values coerced and range-checked."""
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ParameterError(f"{self.name} has no parameter(s) {unknown}.",
+                                 f"valid parameters: {sorted(known) or 'none'}.")
+        return {n: p.validate(params.get(n, p.default), self.name) for n, p in known.items()}
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "title": self.title, "description": self.description,
+                "reference": self.reference, "modalities": sorted(m.value for m in self.modalities),
+                "tasks": sorted(t.value for t in self.tasks), "requires": sorted(c.value for c in self.requires),
+                "params": [p.to_dict() for p in self.params], "result": self.result.value,
+                "stochastic": self.stochastic, "distribution": self.distribution, "version": self.version}
+
+
+class Explainer:
+    """Base class of explainer implementations.
+
+    Subclasses implement ``explain(self, model, samples, targets, *, seed, **params)``, where the
+    keyword parameters are exactly the declared ``Param`` names (already validated), ``samples`` is a
+    list of :class:`~explainkit.Sample` and ``targets`` a list of ints (one per sample; 0 for
+    regression). Return one :class:`~explainkit.Explanation` per sample, built with
+    ``Explanation.from_sample(sample, scores, ...)``; explainkit fills in the rest.
+    """
+
+    spec: ExplainerSpec | None = None
+
+    def explain(self, model, samples, targets, *, seed: int = 0, **params):
+        raise NotImplementedError
+
+
+@dataclass
+class Entry:
+    """A discovered explainer: its spec (if it loaded), origin, and status."""
+
+    name: str
+    spec: ExplainerSpec | None
+    distribution: str
+    version: str
+    status: str = "ok"           # "ok" | "broken"
+    reason: str = ""
+    _impl: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Registry:
+    """Explainers by name, discovered from entry points (plus any registered directly)."""
+
+    def __init__(self, autoload: bool = True, entry_points=None):
+        self.entries: dict[str, Entry] = {}
+        self.problems: list[Entry] = []      # broken entries that have no usable name slot
+        if autoload:
+            self.discover(entry_points)
+
+    # -- discovery --------------------------------------------------------------------------------
+    def discover(self, entry_points=None) -> None:
+        """Read every declaration in the entry-point group; never import an implementation."""
+        from importlib.metadata import entry_points as _eps
+
+        eps = list(entry_points) if entry_points is not None else list(_eps(group=ENTRY_POINT_GROUP))
+        third_party_off = os.environ.get(ENV_NO_AUTOLOAD, "").strip() not in ("", "0", "false")
+        blocked = {b.strip() for b in os.environ.get(ENV_BLOCK, "").split(",") if b.strip()}
+        # built-ins first: on a name clash the built-in keeps the name and the other is reported
+        eps.sort(key=lambda ep: (_dist_name(ep) != BUILTIN_DISTRIBUTION, _dist_name(ep), ep.name))
+        for ep in eps:
+            dist, version = _dist_name(ep), _dist_version(ep)
+            if third_party_off and dist != BUILTIN_DISTRIBUTION:
+                continue
+            if ep.name in blocked or dist in blocked:
+                continue
+            try:
+                spec = ep.load()
+                if not isinstance(spec, ExplainerSpec):
+                    raise PluginError(f"entry point {ep.value!r} is a {type(spec).__name__}, not an ExplainerSpec.",
+                                      "point the entry point at an ExplainerSpec object.")
+                if spec.name != ep.name:
+                    raise PluginError(f"entry point name {ep.name!r} differs from the spec name {spec.name!r}.",
+                                      "use the explainer's name as the entry-point name.")
+            except Exception as e:  # noqa: BLE001 - any failure of a plugin is contained
+                self._add_broken(ep.name, dist, version, _reason(e))
+                continue
+            self.register(spec, distribution=dist, version=version)
+
+    def register(self, spec: ExplainerSpec, distribution: str = "local", version: str = "0") -> Entry:
+        """Register one declaration (also used by tests and notebooks for in-process plugins)."""
+        import dataclasses
+
+        spec = dataclasses.replace(spec, distribution=distribution, version=version)
+        if spec.name in self.entries:
+            other = self.entries[spec.name]
+            reason = (f"name clash: {spec.name!r} is also provided by {other.distribution} {other.version}; "
+                      f"this one from {distribution} is not loaded. Fix: rename one of them, or block one with "
+                      f"{ENV_BLOCK}.")
+            entry = Entry(spec.name, spec, distribution, version, "broken", reason)
+            self.problems.append(entry)
+            if other.ok:
+                other.reason = f"name clash: also declared by {distribution} {version} (ignored)"
+            return entry
+        entry = Entry(spec.name, spec, distribution, version)
+        self.entries[spec.name] = entry
+        return entry
+
+    def _add_broken(self, name, dist, version, reason):
+        entry = Entry(name, None, dist, version, "broken", reason)
+        if name in self.entries:
+            self.problems.append(entry)
+        else:
+            self.entries[name] = entry
+
+    # -- queries ------------------------------------------------------------------------------------
+    def all(self) -> list[Entry]:
+        return sorted(list(self.entries.values()) + self.problems, key=lambda e: (e.name, e.distribution))
+
+    def specs(self) -> list[ExplainerSpec]:
+        return [e.spec for e in self.entries.values() if e.ok]
+
+    def get(self, name: str, model=None) -> Entry:
+        entry = self.entries.get(name)
+        if entry is None:
+            names = [s.name for s in (self.applicable(model) if model is not None else self.specs())]
+            raise UnknownNameError(f"Unknown explainer {name!r}.",
+                                   f"use one of: {', '.join(sorted(names))}" + (" (those applicable to this model)."
+                                                                                if model is not None else "."))
+        if not entry.ok:
+            raise PluginError(f"Explainer {name!r} from {entry.distribution} is broken: {entry.reason}",
+                              "fix or reinstall the plugin, or choose another explainer.")
+        return entry
+
+    def applicable(self, model) -> list[ExplainerSpec]:
+        """The explainers whose declarations fit this model (no plugin code runs)."""
+        return sorted((s for s in self.specs() if s.applies_to(model)), key=lambda s: s.name)
+
+    def implementation(self, name: str) -> Explainer:
+        """Import and instantiate the implementation on first use; a failure marks it broken."""
+        entry = self.get(name)
+        if entry._impl is None:
+            try:
+                mod, _, attr = entry.spec.impl.partition(":")
+                klass = getattr(importlib.import_module(mod), attr)
+                impl = klass()
+                if not callable(getattr(impl, "explain", None)):
+                    raise PluginError(f"{entry.spec.impl} has no explain() method.", "subclass explainkit.Explainer.")
+                impl.spec = entry.spec
+            except ExplainKitError as e:
+                if isinstance(e, PluginError):
+                    self.mark_broken(name, _reason(e))
+                raise
+            except Exception as e:  # noqa: BLE001
+                self.mark_broken(name, _reason(e))
+                raise PluginError(f"Explainer {name!r} ({entry.distribution}) failed to import: {_reason(e)}",
+                                  "fix the plugin's installation; other explainers are unaffected.") from None
+            entry._impl = impl
+        return entry._impl
+
+    def mark_broken(self, name: str, reason: str) -> None:
+        entry = self.entries.get(name)
+        if entry is not None:
+            entry.status, entry.reason, entry._impl = "broken", reason, None
+
+    def __repr__(self) -> str:
+        ok = sum(e.ok for e in self.entries.values())
+        return f"<Registry explainers={ok} broken={len(self.all()) - ok}>"
+
+
+_default: Registry | None = None
+
+
+def registry(refresh: bool = False) -> Registry:
+    """The process-wide registry, discovered on first use."""
+    global _default
+    if _default is None or refresh:
+        _default = Registry()
+    return _default
+
+
+def _dist_name(ep) -> str:
+    d = getattr(ep, "dist", None)
+    return getattr(d, "name", None) or "unknown"
+
+
+def _dist_version(ep) -> str:
+    d = getattr(ep, "dist", None)
+    return getattr(d, "version", None) or "0"
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, ExplainKitError):
+        return str(e)
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(e).__name__}: {str(e)[:300]}{where}"
+
+
+# -- running an explainer ----------------------------------------------------------------------------
+def resolve_targets(model, samples, target, probabilities) -> list[int]:
+    """Targets per sample: given (int or list), else the predicted class (0 for regression)."""
+    n = len(samples)
+    if model.task is Task.REGRESSION:
+        model.check_target(target)
+        return [0] * n
+    if target is None:
+        return [int(np.argmax(p)) for p in probabilities]
+    targets = [target] * n if np.isscalar(target) else list(target)
+    if len(targets) != n:
+        from .errors import TargetError
+        raise TargetError(f"{len(targets)} targets given for {n} samples.", "pass one target, or one per sample.")
+    model.check_target(targets)
+    return [int(t) for t in targets]
+
+
+def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int = 0,
+                  reg: Registry | None = None, **params):
+    """Validate, run and stamp one explainer on a batch of samples; contain plugin failures."""
+    from . import __version__
+    from .explanation import Explanation, Explanations
+
+    reg = reg or registry()
+    entry = reg.get(name, model)
+    spec = entry.spec
+    why = spec.why_not(model)
+    if why:
+        raise NotApplicableError(f"{name} does not apply to model {model.name!r}: {why}",
+                                 "choose one of: " + ", ".join(s.name for s in reg.applicable(model)) + ".")
+    values = spec.validate_params(params)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ParameterError(f"seed must be an integer; got {seed!r}.", "pass seed=0 (or any int).")
+    samples = [model.prepare(s) for s in samples]
+    t0 = time.perf_counter()
+    probs = model.predict(samples)
+    t_pred = time.perf_counter() - t0
+    targets = resolve_targets(model, samples, target, probs)
+    impl = reg.implementation(name)
+    t1 = time.perf_counter()
+    try:
+        out = impl.explain(model, samples, targets, seed=int(seed), **values)
+    except ExplainKitError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a plugin's crash becomes one clear error
+        reason = _reason(e)
+        reg.mark_broken(name, f"raised while explaining: {reason}")
+        raise PluginError(f"Explainer {name!r} ({entry.distribution} {entry.version}) failed: {reason}",
+                          "report it to the plugin's author; other explainers still work.") from None
+    elapsed = time.perf_counter() - t1
+    problem = _check_output(out, samples, spec)
+    if problem:
+        reg.mark_broken(name, f"returned invalid output: {problem}")
+        raise PluginError(f"Explainer {name!r} ({entry.distribution}) returned invalid output: {problem}",
+                          "fix the plugin to return one Explanation per sample with scores per unit.")
+    versions = {"explainkit": __version__, "plugin": entry.distribution, "plugin_version": entry.version}
+    try:
+        import torch
+        versions["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    result = Explanations()
+    for exp, s, t, p in zip(out, samples, targets, probs):
+        exp.method = name
+        exp.params = dict(values)
+        exp.seed = int(seed)
+        exp.task = model.task
+        exp.classes = model.classes
+        exp.target = int(t) if model.task is Task.CLASSIFICATION else None
+        exp.target_name = model.classes[t] if model.task is Task.CLASSIFICATION else model.target_name
+        if model.task is Task.CLASSIFICATION:
+            exp.probabilities = np.asarray(p, dtype=np.float64)
+            exp.prediction = int(np.argmax(p))
+        else:
+            exp.prediction = float(p)
+        exp.timings = {"explain_s": elapsed / len(samples), "batch_s": elapsed, "predict_s": t_pred,
+                       **exp.timings}
+        exp.versions = {**versions, **exp.versions}
+        exp.model_name = model.name
+        exp.model_hash = model.weights_hash()
+        if exp.label is None:
+            exp.label = s.label
+    result.extend(out)
+    return result
+
+
+def _check_output(out, samples, spec) -> str | None:
+    from .explanation import AttentionExplanation, Explanation
+
+    if not isinstance(out, (list, tuple)):
+        return f"expected a list of Explanation, got {type(out).__name__}"
+    if len(out) != len(samples):
+        return f"{len(out)} results for {len(samples)} samples"
+    for e, s in zip(out, samples):
+        if not isinstance(e, Explanation):
+            return f"an item is a {type(e).__name__}, not an Explanation"
+        want = s.image.shape[:2] if s.modality is Modality.IMAGE else (s.n_units,)
+        if tuple(e.scores.shape) != tuple(want):
+            return f"scores of shape {tuple(e.scores.shape)}; expected {tuple(want)} for this sample"
+        if not np.isfinite(e.scores).all():
+            return "scores contain NaN or Inf"
+        if spec.result is ResultKind.ATTENTION:
+            if not isinstance(e, AttentionExplanation) or e.matrices is None or e.matrices.ndim != 4:
+                return "an attention result needs matrices of shape [layers, heads, T, T]"
+    return None
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+def cli_plugins(args) -> int:
+    if args.action == "list":
+        rows = [("name", "modalities", "requires", "distribution", "version", "status")]
+        for e in registry().all():
+            s = e.spec
+            rows.append((e.name, ",".join(sorted(m.value for m in s.modalities)) if s else "?",
+                         ",".join(sorted(c.value for c in s.requires)) if s else "?",
+                         e.distribution, e.version, "ok" if e.ok else f"BROKEN: {e.reason}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+        return 0
+    if args.action == "check":
+        from .testing import cli_check
+        return cli_check(args)
+    if args.action == "new":
+        from .scaffold import cli_new
+        return cli_new(args)
+    raise UnknownNameError(f"Unknown plugins action {args.action!r}.", "use list, check or new.")
