@@ -266,9 +266,12 @@ class TorchModel(ModelAdapter):
         self._embedding = embedding_layer if embedding_layer is not None else self._find_embedding()
         self._conv = conv_layer if conv_layer is not None else self._find_conv()
         self._attention_fn = attention_fn if attention_fn is not None else self._find_attention()
-        caps = {Capability.PREDICT, Capability.GRADIENTS}
+        caps = {Capability.PREDICT}
         if self.task is Task.CLASSIFICATION:
             caps.add(Capability.PROBABILITIES)
+        # token ids are not differentiable: a text model has gradients through its embedding layer
+        if self.modality is not Modality.TEXT or self._embedding is not None:
+            caps.add(Capability.GRADIENTS)
         if self.modality is Modality.TEXT and self._embedding is not None:
             caps.add(Capability.EMBEDDINGS)
         if self.modality is Modality.TEXT and self._attention_fn is not None:

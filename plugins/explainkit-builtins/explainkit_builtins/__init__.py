@@ -1,0 +1,1 @@
+"""explainkit's built-in explainers. Importing this package does no work: see ``declarations``."""
