@@ -220,6 +220,17 @@ class ModelAdapter:
     def _predict_masked_chunk(self, sample, keep, groups, fill) -> np.ndarray:
         raise NotImplementedError
 
+    def predict_masked_many(self, samples: Sequence[Sample], keeps: Sequence[np.ndarray], fills=None,
+                            batch_size: int = 512) -> list[np.ndarray]:
+        """``predict_masked`` for many samples at once: ``keeps[i]`` is ``[M_i, U_i]`` for ``samples[i]``.
+
+        ``fills`` is None or one fill per sample (None entries mean the default baseline). Returns one
+        ``[M_i, K]`` (or ``[M_i]``) array per sample. Torch models batch the masked copies of all
+        samples together and evaluate identical copies once.
+        """
+        fills = [None] * len(samples) if fills is None else list(fills)
+        return [self.predict_masked(s, k, fill=f, batch_size=batch_size) for s, k, f in zip(samples, keeps, fills)]
+
     def unit_mask(self, sample: Sample, keep: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Expand per-unit keep flags ``[M,U]`` to the human-unit layout (pixels ``[M,H,W]``)."""
         if self.modality is Modality.IMAGE:
@@ -437,6 +448,52 @@ class TorchModel(ModelAdapter):
         xs = km * x + (1 - km) * base
         return self.predict_tensor(xs.to(self.device))
 
+    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int = 512):
+        """Batched ``predict_masked`` over many samples; identical masked copies are evaluated once."""
+        import torch
+
+        samples = [self.prepare(s) for s in samples]
+        fills = [None] * len(samples) if fills is None else list(fills)
+        keeps = [np.asarray(k, dtype=np.float32).reshape(len(k) if np.ndim(k) > 1 else 1, -1) for k in keeps]
+        if len(keeps) != len(samples) or not samples:
+            raise InputError(f"{len(keeps)} keep masks for {len(samples)} samples.", "pass one [M, U] mask per sample.")
+        rows, extra = [], ()
+        if self.modality is Modality.TEXT:
+            t = max(int(s.tensor.shape[0]) for s in samples)
+            pad = int(self.tokenizer.pad_id)
+            masks = []
+            for s, k, f in zip(samples, keeps, fills):
+                n = int(s.tensor.shape[0])
+                ids = torch.full((len(k), t), pad, dtype=torch.long)
+                ids[:, :n] = torch.where(torch.from_numpy(k > 0.5), torch.as_tensor(s.tensor)[None],
+                                         torch.full((1, n), pad if f is None else int(f), dtype=torch.long))
+                m = torch.zeros((len(k), t), dtype=torch.bool)
+                m[:, :n] = True
+                rows.append(ids)
+                masks.append(m)
+            x, mask = torch.cat(rows), torch.cat(masks)
+            key = torch.cat([x, mask.long()], dim=1)
+        else:
+            for s, k, f in zip(samples, keeps, fills):
+                xs = torch.as_tensor(s.tensor).unsqueeze(0)
+                base = self.baseline_tensor(s).unsqueeze(0) if f is None else \
+                    torch.as_tensor(np.asarray(f, dtype=np.float32)).reshape((1,) + tuple(xs.shape[1:]))
+                km = self.unit_mask(s, k) if self.modality is Modality.IMAGE else k
+                km = torch.from_numpy(np.ascontiguousarray(km, dtype=np.float32))
+                km = km.unsqueeze(1) if self.modality is Modality.IMAGE else km
+                rows.append(km * xs + (1 - km) * base)
+            x = torch.cat(rows)
+            key = x.reshape(len(x), -1)
+        first, inverse = _unique_rows(key.numpy())
+        sel = torch.from_numpy(first)
+        if self.modality is Modality.TEXT:
+            out = self.predict_tensor(x[sel].to(self.device), mask[sel].to(self.device), batch_size=batch_size)
+        else:
+            out = self.predict_tensor(x[sel].to(self.device), batch_size=batch_size)
+        out = out[inverse]
+        bounds = np.cumsum([0] + [len(k) for k in keeps])
+        return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
     # -- attention ---------------------------------------------------------------------------------
     def attention(self, samples: Sequence[Sample]) -> list[np.ndarray]:
         """Per-sample attention weights ``[layers, heads, T, T]`` over the sample's real tokens."""
@@ -454,6 +511,18 @@ class TorchModel(ModelAdapter):
             n = int(mask[i].sum())
             out.append(att[i, :, :, :n, :n])
         return out
+
+
+def _unique_rows(key: np.ndarray):
+    """Indices of the first copy of each distinct row, and each row's index into them."""
+    seen: dict = {}
+    first, inverse = [], np.empty(len(key), dtype=np.int64)
+    for i, row in enumerate(np.ascontiguousarray(key)):
+        j = seen.setdefault(row.tobytes(), len(first))
+        if j == len(first):
+            first.append(i)
+        inverse[i] = j
+    return np.asarray(first, dtype=np.int64), inverse
 
 
 class FunctionModel(ModelAdapter):
