@@ -1,0 +1,295 @@
+"""Gradient explainers on captum: saliency, input×gradient, integrated gradients, SmoothGrad, Gradient SHAP.
+
+Every explainer makes one captum call per batch on ``model.forward`` with ``model.collate``'s
+``(inputs, extra)``. Text models are attributed at the token-embedding layer (captum's Layer variants,
+or captum on the embeddings themselves where noise is added) and summed over the embedding dimension.
+Only explainkit's public API is used; the model is left exactly as it was found.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from explainkit import Explainer, Explanation, Modality, Task
+from explainkit.errors import MissingDependencyError
+
+__all__ = ["Saliency", "InputXGradient", "IntegratedGradients", "SmoothGrad", "GradientShap",
+           "captum_attr", "guarded", "Batch", "BASELINE_DEFAULT", "BASELINE_ZERO"]
+
+BASELINE_DEFAULT, BASELINE_ZERO = "default", "zero"     # the declared choices of the 'baseline' param
+BASELINE_NOISE = 0.1        # Gradient SHAP: noisy baseline copies use this fraction of the input range
+
+
+def captum_attr():
+    """Import ``captum.attr`` or explain how to install it."""
+    try:
+        import captum.attr as ca
+    except ImportError:
+        raise MissingDependencyError("The gradient explainers need captum, which is not installed.",
+                                     "pip install 'captum>=0.7' (or pip install explainkit-builtins).") from None
+    return ca
+
+
+@contextlib.contextmanager
+def guarded(model, seed: int | None = None):
+    """Run with the module in eval mode and autograd on; restore modes, grad flags and RNG states after.
+
+    With a ``seed``, torch's and numpy's global generators are seeded inside a fork, so stochastic
+    methods are reproducible and the caller's random state is untouched.
+    """
+    import torch
+
+    module = model.module
+    modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    dev = model.device
+    np_state = np.random.get_state() if seed is not None else None
+    try:
+        with contextlib.ExitStack() as stack:
+            module.eval()
+            stack.enter_context(torch.enable_grad())
+            if dev.type == "cuda":      # cuDNN RNNs only backpropagate in training mode
+                stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+            if seed is not None:
+                devices = [dev.index or 0] if dev.type == "cuda" else []
+                stack.enter_context(torch.random.fork_rng(devices=devices))
+                torch.manual_seed(int(seed))
+                np.random.seed(int(seed) % 2**32)
+            yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        if np_state is not None:
+            np.random.set_state(np_state)
+
+
+class Batch:
+    """One collated batch: the attributed ``inputs``, the ``extra`` forward args, targets and the samples."""
+
+    def __init__(self, model, samples, targets):
+        self.model = model
+        self.samples = list(samples)
+        self.targets = [int(t) for t in targets]
+        self.inputs, self.extra = model.collate(self.samples)
+        self.text = model.modality is Modality.TEXT
+
+    def grad_inputs(self):
+        """A view of ``inputs`` that requires grad (so captum need not switch it on and warn)."""
+        return self.inputs.detach().requires_grad_()
+
+    @property
+    def forward_args(self):
+        """``extra`` as captum's ``additional_forward_args`` (None when empty)."""
+        return tuple(self.extra) if self.extra else None
+
+    def baselines(self, choice: str = BASELINE_DEFAULT):
+        """Baseline inputs ``[N,...]``: the model's default 'absent' input, or zeros (token id 0 for text)."""
+        import torch
+
+        if choice == BASELINE_ZERO:
+            return torch.zeros_like(self.inputs)
+        if self.text:       # all padding tokens; the original mask stays in ``extra``
+            return torch.full_like(self.inputs, int(self.model.tokenizer.pad_id))
+        return torch.stack([torch.as_tensor(self.model.baseline_tensor(s)) for s in self.samples]).to(
+            device=self.inputs.device, dtype=self.inputs.dtype)
+
+    def outputs(self, inputs, extra=None) -> np.ndarray:
+        """The raw target outputs ``f(inputs)[i, target_i]`` (logits, or values for regression)."""
+        import torch
+
+        with torch.no_grad():
+            out = self.model.forward(inputs, *(self.extra if extra is None else extra))
+        idx = torch.as_tensor(self.targets, device=out.device).unsqueeze(1)
+        return out.gather(1, idx)[:, 0].detach().cpu().double().numpy()
+
+    def embeddings(self):
+        """The token embeddings ``[N,T,D]`` of a text batch (no grad)."""
+        import torch
+
+        with torch.no_grad():
+            return self.model.embedding_layer(self.inputs).detach()
+
+    def value_range(self, x) -> float:
+        """max - min of ``x`` over the real units of the batch (padding excluded); 1.0 if constant."""
+        if self.text:
+            x = x[self.extra[0].bool()]
+        r = float(x.max() - x.min()) if x.numel() else 0.0
+        return r if r > 0 and math.isfinite(r) else 1.0
+
+    def explanations(self, attr, *, base_values=None, extras=None) -> list:
+        """Per-sample results from batch attributions ``[N,...]`` (text: ``[N,T,D]``)."""
+        arr = attr.detach().cpu().double().numpy()
+        out = []
+        for i, s in enumerate(self.samples):
+            a = arr[i]
+            if self.text:
+                a = a[: s.n_units]                   # drop padded positions
+                scores = a.sum(axis=-1)              # per token, over the embedding dimension
+            elif s.modality is Modality.IMAGE:
+                scores = a.sum(axis=0)               # [C,H,W] -> [H,W]
+            else:
+                scores = a
+            exp = Explanation.from_sample(s, scores, attributions=a,
+                                          base_value=None if base_values is None else base_values[i])
+            if extras is not None:
+                exp.extras.update(extras[i])
+            out.append(exp)
+        return out
+
+
+def output_space(model) -> str:
+    """What the raw outputs are: 'logit' (classification) or 'value' (regression)."""
+    return "logit" if model.task is Task.CLASSIFICATION else "value"
+
+
+class EmbeddingForward:
+    """``f(emb, ids, *extra)``: the model's output with the token-embedding layer's output replaced by ``emb``.
+
+    Lets captum methods that perturb their inputs (noise, random baselines) work on text, where the
+    token ids themselves cannot be perturbed.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.layer = model.embedding_layer
+
+    def __call__(self, emb, ids, *extra):
+        handle = self.layer.register_forward_hook(lambda _module, _inputs, _output: emb)
+        try:
+            return self.model.forward(ids, *extra)
+        finally:
+            handle.remove()
+
+
+class _GradientExplainer(Explainer):
+    """Shared driver: guard the model, collate once, make one captum call, split per sample."""
+
+    seeded = False
+
+    def explain(self, model, samples, targets, *, seed: int = 0, **params):
+        ca = captum_attr()
+        with guarded(model, seed if self.seeded else None):
+            batch = Batch(model, samples, targets)
+            return self._attribute(ca, batch, seed=seed, **params)
+
+    def _attribute(self, ca, batch, **params):
+        raise NotImplementedError
+
+
+class Saliency(_GradientExplainer):
+    """Gradient of the target output with respect to the input (absolute by default)."""
+
+    def _attribute(self, ca, batch, *, seed=0, abs=True):  # noqa: A002 - the declared name
+        model = batch.model
+        if batch.text:
+            method = ca.LayerGradientXActivation(model.forward, model.embedding_layer, multiply_by_inputs=False)
+            attr = method.attribute(batch.inputs, target=batch.targets, additional_forward_args=batch.forward_args)
+            attr = attr.abs() if abs else attr
+        else:
+            attr = ca.Saliency(model.forward).attribute(batch.grad_inputs(), target=batch.targets, abs=abs,
+                                                        additional_forward_args=batch.forward_args)
+        return batch.explanations(attr)
+
+
+class InputXGradient(_GradientExplainer):
+    """Input times the gradient of the target output (token embeddings for text)."""
+
+    def _attribute(self, ca, batch, *, seed=0):
+        model = batch.model
+        if batch.text:
+            method = ca.LayerGradientXActivation(model.forward, model.embedding_layer, multiply_by_inputs=True)
+        else:
+            method = ca.InputXGradient(model.forward)
+        x = batch.inputs if batch.text else batch.grad_inputs()
+        attr = method.attribute(x, target=batch.targets, additional_forward_args=batch.forward_args)
+        return batch.explanations(attr)
+
+
+class IntegratedGradients(_GradientExplainer):
+    """Path integral of gradients from a baseline; attributions sum to f(x) - f(baseline)."""
+
+    def _attribute(self, ca, batch, *, seed=0, n_steps=50, method="gausslegendre", internal_batch_size=0,
+                   baseline=BASELINE_DEFAULT):
+        model = batch.model
+        base = batch.baselines(baseline)
+        if batch.text:
+            ig = ca.LayerIntegratedGradients(model.forward, model.embedding_layer)
+        else:
+            ig = ca.IntegratedGradients(model.forward)
+        # the declared parameter counts integration steps per pass; captum counts rows (steps x samples)
+        rows = internal_batch_size * len(batch.samples) if internal_batch_size else None
+        attr, delta = ig.attribute(batch.inputs, baselines=base, target=batch.targets,
+                                   additional_forward_args=batch.forward_args, n_steps=n_steps, method=method,
+                                   internal_batch_size=rows, return_convergence_delta=True)
+        fx, fb = batch.outputs(batch.inputs), batch.outputs(base)
+        delta = delta.detach().cpu().double().numpy().reshape(-1)
+        extras = [{"output": float(x), "baseline_output": float(b), "output_delta": float(x - b),
+                   "convergence_delta": float(d), "output_space": output_space(model)}
+                  for x, b, d in zip(fx, fb, delta)]
+        return batch.explanations(attr, base_values=fb, extras=extras)
+
+
+class SmoothGrad(_GradientExplainer):
+    """Saliency averaged over noisy copies of the input (captum NoiseTunnel); noise relative to the input range."""
+
+    seeded = True
+
+    def _attribute(self, ca, batch, *, seed=0, n_samples=25, stdevs=0.15, nt_type="smoothgrad"):
+        model = batch.model
+        if batch.text:
+            x, fwd, args = batch.embeddings(), EmbeddingForward(model), (batch.inputs, *batch.extra)
+        else:
+            x, fwd, args = batch.inputs, model.forward, batch.forward_args
+        sigma = float(stdevs) * batch.value_range(x)
+        tunnel = ca.NoiseTunnel(ca.Saliency(fwd))
+        attr = tunnel.attribute(x, nt_type=nt_type, nt_samples=n_samples, stdevs=sigma, target=batch.targets,
+                                additional_forward_args=args)
+        extras = [{"noise_stdev": sigma}] * len(batch.samples)
+        return batch.explanations(attr, extras=extras)
+
+
+class GradientShap(_GradientExplainer):
+    """Expected gradients over random baselines (the default baseline plus noisy copies) and path points."""
+
+    seeded = True
+
+    def _attribute(self, ca, batch, *, seed=0, n_samples=50, stdevs=0.0, n_baselines=10):
+        import torch
+
+        model = batch.model
+        if batch.text:
+            x, fwd, args = batch.embeddings(), EmbeddingForward(model), (batch.inputs, *batch.extra)
+            pad = model.embedding_layer(batch.baselines(BASELINE_DEFAULT)[:1]).detach()   # [1,T,D]
+            base = pad
+        else:
+            x, fwd, args = batch.inputs, model.forward, batch.forward_args
+            base = batch.baselines(BASELINE_DEFAULT)[:1]
+        scale = batch.value_range(x)
+        noise = torch.randn((n_baselines - 1,) + tuple(base.shape[1:]), dtype=base.dtype, device=base.device)
+        dist = torch.cat([base, base + BASELINE_NOISE * scale * noise], dim=0)
+        attr = ca.GradientShap(fwd).attribute(x, baselines=dist, n_samples=n_samples, stdevs=float(stdevs) * scale,
+                                              target=batch.targets, additional_forward_args=args)
+        base_values = self._expected_baseline_output(batch, fwd, dist)
+        extras = [{"output_space": output_space(model), "n_baselines": int(n_baselines)}] * len(batch.samples)
+        return batch.explanations(attr, base_values=base_values, extras=extras)
+
+    @staticmethod
+    def _expected_baseline_output(batch, fwd, dist) -> np.ndarray:
+        """E_b[f(b)] for each sample's target, over the baseline distribution (with the sample's mask)."""
+        import torch
+
+        n, b = len(batch.samples), dist.shape[0]
+        with torch.no_grad():
+            if batch.text:
+                ids = batch.inputs.repeat_interleave(b, dim=0)
+                extra = [e.repeat_interleave(b, dim=0) for e in batch.extra]
+                out = fwd(dist.repeat(n, 1, 1), ids, *extra)                     # [N*B, K]
+            else:
+                out = fwd(dist).unsqueeze(0).expand(n, -1, -1).reshape(n * b, -1)
+        out = out.reshape(n, b, -1).mean(dim=1)
+        idx = torch.as_tensor(batch.targets, device=out.device).unsqueeze(1)
+        return out.gather(1, idx)[:, 0].cpu().double().numpy()

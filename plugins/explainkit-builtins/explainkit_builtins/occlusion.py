@@ -1,0 +1,128 @@
+"""Occlusion: slide a window of baseline values over the input and record the drop in the target output.
+
+Torch models use ``captum.attr.Occlusion`` on ``model.forward`` (raw outputs: logits or values). Black-box
+models use ``model.predict_masked`` over the same windows (probabilities or values), with captum's
+semantics: a unit's score is the mean output difference ``f(x) - f(occluded)`` over the windows covering it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from explainkit import Capability, Explainer, Explanation, Modality, Task
+from explainkit.errors import ParameterError
+
+from .gradients import BASELINE_ZERO, Batch, captum_attr, guarded, output_space
+
+__all__ = ["Occlusion", "window_starts"]
+
+DEFAULT_IMAGE_WINDOW = 4
+DEFAULT_WINDOW = 1
+PER_EVAL_ROWS = 512         # rows per forward pass: perturbations_per_eval = rows // batch size
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Window offsets along one axis, as captum places them (the last window may be clipped)."""
+    return [i * stride for i in range(int(math.ceil((size - window) / stride)) + 1)]
+
+
+class Occlusion(Explainer):
+    """Output change when patches (images), tokens or features are replaced by a baseline."""
+
+    def explain(self, model, samples, targets, *, seed: int = 0, window: int = 0, stride: int = 0,
+                baseline: str = "default"):
+        w = window or (DEFAULT_IMAGE_WINDOW if model.modality is Modality.IMAGE else DEFAULT_WINDOW)
+        s = stride or w
+        if s > w:
+            raise ParameterError(f"occlusion stride {s} is larger than the window {w}, which would skip units.",
+                                 f"pass stride <= window (e.g. stride={w}).")
+        size = self._sizes(model, samples)
+        if w > min(size):
+            raise ParameterError(f"occlusion window {w} is larger than the input ({min(size)} units along an axis).",
+                                 f"pass window <= {min(size)}.")
+        if Capability.GRADIENTS in model.capabilities:
+            return self._captum(model, samples, targets, w, s, baseline)
+        return [self._black_box(model, sm, t, w, s, baseline) for sm, t in zip(samples, targets)]
+
+    @staticmethod
+    def _sizes(model, samples) -> tuple:
+        if model.modality is Modality.IMAGE:
+            return tuple(samples[0].image.shape[:2])
+        if model.modality is Modality.TEXT and Capability.GRADIENTS in model.capabilities:
+            return (max(s.n_units for s in samples),)        # windows slide over the padded batch
+        return (min(s.n_units for s in samples),)
+
+    # -- torch models: captum -------------------------------------------------------------------------
+    def _captum(self, model, samples, targets, w, s, baseline):
+        ca = captum_attr()
+        with guarded(model):
+            batch = Batch(model, samples, targets)
+            x = batch.inputs
+            if batch.text:
+                base = 0 if baseline == BASELINE_ZERO else int(model.tokenizer.pad_id)
+                shape, strides = (w,), (s,)
+            elif model.modality is Modality.IMAGE:
+                base = 0.0 if baseline == BASELINE_ZERO else batch.baselines()
+                c = int(x.shape[1])
+                shape, strides = (c, w, w), (c, s, s)
+            else:
+                base = 0.0 if baseline == BASELINE_ZERO else batch.baselines()
+                shape, strides = (w,), (s,)
+            per_eval = max(1, PER_EVAL_ROWS // len(samples))
+            attr = ca.Occlusion(model.forward).attribute(
+                x, sliding_window_shapes=shape, strides=strides, baselines=base, target=batch.targets,
+                additional_forward_args=batch.forward_args, perturbations_per_eval=per_eval)
+        if model.modality is Modality.IMAGE:
+            # a window spans all channels, so each gets the same difference: score = channel mean
+            out = batch.explanations(attr / attr.shape[1])
+            for e, a in zip(out, attr.detach().cpu().double().numpy()):
+                e.attributions = a
+        else:
+            out = [self._text_or_row(batch, i, a) for i, a in enumerate(attr.detach().cpu().double().numpy())]
+        for e in out:
+            e.extras.update({"window": w, "stride": s, "output_space": output_space(model)})
+        return out
+
+    @staticmethod
+    def _text_or_row(batch, i, a):
+        sample = batch.samples[i]
+        a = a[: sample.n_units] if batch.text else a
+        return Explanation.from_sample(sample, a, attributions=a)
+
+    # -- black boxes: predict_masked ------------------------------------------------------------------
+    def _black_box(self, model, sample, target, w, s, baseline):
+        image = model.modality is Modality.IMAGE
+        dims = tuple(sample.image.shape[:2]) if image else (sample.n_units,)
+        units = int(np.prod(dims))
+        masks = []
+        for r in window_starts(dims[0], w, s):
+            for c in (window_starts(dims[1], w, s) if image else [None]):
+                m = np.zeros(dims, dtype=bool)
+                if image:
+                    m[r:r + w, c:c + w] = True
+                else:
+                    m[r:r + w] = True
+                masks.append(m.reshape(-1))
+        occluded = np.stack(masks)                                   # [M,U] True = occluded
+        keep = np.vstack([np.ones((1, units), np.float32), (~occluded).astype(np.float32)])
+        fill = self._fill(model, sample) if baseline == BASELINE_ZERO else None
+        out = model.predict_masked(sample, keep, fill=fill)
+        y = out[:, target] if model.task is Task.CLASSIFICATION else out
+        diff = y[0] - y[1:]                                          # [M]
+        total = (occluded * diff[:, None]).sum(axis=0)
+        count = occluded.sum(axis=0)
+        scores = (total / np.maximum(count, 1)).reshape(dims)
+        exp = Explanation.from_sample(sample, scores, attributions=scores)
+        space = "probability" if model.task is Task.CLASSIFICATION else "value"
+        exp.extras.update({"window": w, "stride": s, "output_space": space})
+        return exp
+
+    @staticmethod
+    def _fill(model, sample):
+        """Zero fill in the model's raw input units (black-box text has no zero token: default drop)."""
+        if model.modality is Modality.IMAGE:
+            return 0
+        if model.modality is Modality.TABULAR:
+            return np.zeros(sample.n_units)
+        return None
