@@ -1,0 +1,152 @@
+"""LIME through the lime library: tabular rows, text tokens, image segments; seeded everywhere.
+
+- Tabular: ``LimeTabularExplainer`` (continuous features, no discretization) fed the model's training
+  statistics: the rows given to ``wrap(..., background=...)``, else the standardization the model was
+  trained with (``model.standardize``: a two-row stand-in with exactly that mean and std).
+- Text: lime's own recipe (``LimeTextExplainer``: random token removals, cosine distance x 100, kernel
+  width 25) run by ``LimeBase`` on binary token masks, so the units are exactly the sample's tokens and
+  the masked copies go through ``model.predict_masked``.
+- Images: lime's image recipe (``LimeImageExplainer``: random segment switches, cosine distance, kernel
+  width 0.25, hidden segments black) run by ``LimeBase`` on patch or quickshift segment masks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from explainkit import Explainer, Explanation, Modality, Task
+from explainkit.errors import MissingDependencyError, NotApplicableError
+
+from .shap_plugin import PATCHES, image_segments
+
+__all__ = ["Lime"]
+
+TEXT_KERNEL_WIDTH = 25.0     # LimeTextExplainer's default
+IMAGE_KERNEL_WIDTH = 0.25    # LimeImageExplainer's default
+COSINE = "cosine"
+BATCH = 512
+
+
+def _import_lime():
+    try:
+        import lime.lime_base
+        import lime.lime_tabular
+    except ImportError:
+        raise MissingDependencyError("lime needs the lime library.",
+                                     "pip install 'lime>=0.2.0.1' (or explainkit-builtins).") from None
+    return lime
+
+
+def _kernel(width: float):
+    def kernel(d):
+        return np.sqrt(np.exp(-(d ** 2) / width ** 2))
+    return kernel
+
+
+def _selection(num_features: int, n_units: int) -> str:
+    """lime's 'auto' selection when fewer features are kept than exist, else every feature."""
+    return "auto" if num_features < n_units else "none"
+
+
+class Lime(Explainer):
+    """LIME (the lime library) with a fixed random state: tabular, text and image."""
+
+    def explain(self, model, samples, targets, *, seed=0, n_samples=1000, num_features=10, kernel_width=0.0,
+                segmentation=PATCHES, patch_size=4):
+        lime = _import_lime()
+        run = {Modality.TABULAR: self._tabular, Modality.TEXT: self._text, Modality.IMAGE: self._image}[
+            model.modality]
+        out = []
+        for sample, target in zip(samples, targets):
+            weights, intercept, score, local_pred, n_units, extras = run(
+                lime, model, sample, target, seed=seed, n_samples=n_samples, num_features=num_features,
+                kernel_width=kernel_width or None, segmentation=segmentation, patch_size=patch_size)
+            unit_scores = np.zeros(n_units)
+            for i, w in weights:
+                unit_scores[int(i)] = w
+            extras.update(score=float(score), local_pred=float(np.asarray(local_pred).reshape(-1)[0]),
+                          n_units=n_units, n_evaluations=n_samples,
+                          selected=[int(i) for i, _ in weights])
+            scores = unit_scores
+            if model.modality is Modality.IMAGE:
+                scores = unit_scores[extras["segments"]]
+                extras["unit_scores"] = unit_scores
+            out.append(Explanation.from_sample(sample, scores, base_value=float(intercept), extras=extras))
+        return out
+
+    # -- tabular ---------------------------------------------------------------------------------------
+    @staticmethod
+    def training_rows(model) -> np.ndarray:
+        """Rows (raw units) whose mean and std lime samples from: the background, or the standardization."""
+        rows = getattr(model, "background", None)
+        if rows is not None and np.ndim(rows) == 2 and len(rows) >= 2:
+            return np.asarray(rows, dtype=np.float64)
+        std = getattr(model, "standardize", None)
+        if std:
+            mean, sd = np.asarray(std["mean"], np.float64), np.asarray(std["std"], np.float64)
+            return np.stack([mean - sd, mean + sd])      # population mean = mean, std = sd, exactly
+        raise NotApplicableError(
+            f"lime on tabular model {model.name!r} needs the training data's scale, and the model has none.",
+            "wrap the model with background=X_train (raw training rows), or with standardize={'mean','std'}.")
+
+    def _tabular(self, lime, model, sample, target, *, seed, n_samples, num_features, kernel_width, **_):
+        mode = "classification" if model.task is Task.CLASSIFICATION else "regression"
+        m = sample.n_units
+        explainer = lime.lime_tabular.LimeTabularExplainer(
+            self.training_rows(model), mode=mode, feature_names=sample.feature_names,
+            discretize_continuous=False, kernel_width=kernel_width, random_state=seed,
+            feature_selection=_selection(num_features, m))
+
+        def predict_rows(rows):
+            return model.predict([np.asarray(r, dtype=np.float64) for r in rows], batch_size=BATCH)
+
+        label = target if mode == "classification" else 0
+        exp = explainer.explain_instance(np.asarray(sample.feature_values, dtype=np.float64), predict_rows,
+                                         labels=(label,), num_features=num_features, num_samples=n_samples)
+        if mode == "regression":          # lime stores the regression explanation under key 1
+            label = 1
+        return exp.local_exp[label], exp.intercept[label], exp.score, exp.local_pred, m, {}
+
+    # -- text ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _text(lime, model, sample, target, *, seed, n_samples, num_features, kernel_width, **_):
+        from sklearn.metrics import pairwise_distances
+        from sklearn.utils import check_random_state
+
+        rs = check_random_state(seed)
+        d = sample.n_units
+        # LimeTextExplainer.__data_labels_distances, on masks instead of strings
+        sizes = rs.randint(1, d + 1, n_samples - 1)
+        data = np.ones((n_samples, d))
+        for i, size in enumerate(sizes, start=1):
+            data[i, rs.choice(range(d), size, replace=False)] = 0
+        labels = model.predict_masked(sample, data, batch_size=BATCH)
+        yss = labels if model.task is Task.CLASSIFICATION else np.asarray(labels)[:, None]
+        distances = pairwise_distances(data, data[:1], metric=COSINE).ravel() * 100
+        base = lime.lime_base.LimeBase(_kernel(kernel_width or TEXT_KERNEL_WIDTH), random_state=rs)
+        label = target if model.task is Task.CLASSIFICATION else 0
+        intercept, weights, score, local_pred = base.explain_instance_with_data(
+            data, yss, distances, label, num_features, feature_selection=_selection(num_features, d))
+        return weights, intercept, score, local_pred, d, {}
+
+    # -- images ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _image(lime, model, sample, target, *, seed, n_samples, num_features, kernel_width, segmentation,
+               patch_size):
+        from sklearn.metrics import pairwise_distances
+        from sklearn.utils import check_random_state
+
+        segments = image_segments(np.asarray(sample.image, dtype=np.float64), segmentation, patch_size, 0, seed)
+        n_seg = int(segments.max()) + 1
+        rs = check_random_state(seed)
+        # LimeImageExplainer.data_labels (hide_color=0: black pixels), on segment masks: the masked
+        # copies go through model.predict_masked in big batches instead of one image at a time
+        data = rs.randint(0, 2, n_samples * n_seg).reshape((n_samples, n_seg))
+        data[0, :] = 1
+        labels = model.predict_masked(sample, data, groups=segments, batch_size=BATCH)
+        yss = labels if model.task is Task.CLASSIFICATION else np.asarray(labels)[:, None]
+        distances = pairwise_distances(data, data[:1], metric=COSINE).ravel()
+        base = lime.lime_base.LimeBase(_kernel(kernel_width or IMAGE_KERNEL_WIDTH), random_state=rs)
+        label = target if model.task is Task.CLASSIFICATION else 0
+        intercept, weights, score, local_pred = base.explain_instance_with_data(
+            data, yss, distances, label, num_features, feature_selection=_selection(num_features, n_seg))
+        return weights, intercept, score, local_pred, n_seg, {"segments": segments}
