@@ -1,0 +1,1 @@
+"""An example explainkit plugin. Importing this package does no work: see ``declarations``."""
