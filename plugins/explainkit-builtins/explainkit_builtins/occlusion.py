@@ -43,7 +43,7 @@ class Occlusion(Explainer):
                                  f"pass window <= {min(size)}.")
         if Capability.GRADIENTS in model.capabilities:
             return self._captum(model, samples, targets, w, s, baseline)
-        return [self._black_box(model, sm, t, w, s, baseline) for sm, t in zip(samples, targets)]
+        return self._black_box(model, samples, targets, w, s, baseline)
 
     @staticmethod
     def _sizes(model, samples) -> tuple:
@@ -91,10 +91,28 @@ class Occlusion(Explainer):
         return Explanation.from_sample(sample, a, attributions=a)
 
     # -- black boxes: predict_masked ------------------------------------------------------------------
-    def _black_box(self, model, sample, target, w, s, baseline):
+    def _black_box(self, model, samples, targets, w, s, baseline):
+        occluded = [self._windows(model, sample, w, s) for sample in samples]          # [M,U] True = occluded
+        keeps = [np.vstack([np.ones((1, o.shape[1]), np.float32), (~o).astype(np.float32)]) for o in occluded]
+        fills = [self._fill(model, sm) if baseline == BASELINE_ZERO else None for sm in samples]
+        outs = model.predict_masked_many(samples, keeps, fills=fills)      # row 0: the unoccluded input
+        space = "probability" if model.task is Task.CLASSIFICATION else "value"
+        result = []
+        for sample, target, occ, out in zip(samples, targets, occluded, outs):
+            y = out[:, target] if model.task is Task.CLASSIFICATION else out
+            diff = y[0] - y[1:]                                                    # [M]
+            scores = (occ * diff[:, None]).sum(axis=0) / np.maximum(occ.sum(axis=0), 1)
+            scores = scores.reshape(sample.image.shape[:2]) if model.modality is Modality.IMAGE else scores
+            exp = Explanation.from_sample(sample, scores, attributions=scores)
+            exp.extras.update({"window": w, "stride": s, "output_space": space})
+            result.append(exp)
+        return result
+
+    @staticmethod
+    def _windows(model, sample, w, s) -> np.ndarray:
+        """The occluded units of each window, ``[M, U]`` booleans, in captum's window order."""
         image = model.modality is Modality.IMAGE
         dims = tuple(sample.image.shape[:2]) if image else (sample.n_units,)
-        units = int(np.prod(dims))
         masks = []
         for r in window_starts(dims[0], w, s):
             for c in (window_starts(dims[1], w, s) if image else [None]):
@@ -104,19 +122,7 @@ class Occlusion(Explainer):
                 else:
                     m[r:r + w] = True
                 masks.append(m.reshape(-1))
-        occluded = np.stack(masks)                                   # [M,U] True = occluded
-        keep = np.vstack([np.ones((1, units), np.float32), (~occluded).astype(np.float32)])
-        fill = self._fill(model, sample) if baseline == BASELINE_ZERO else None
-        out = model.predict_masked(sample, keep, fill=fill)
-        y = out[:, target] if model.task is Task.CLASSIFICATION else out
-        diff = y[0] - y[1:]                                          # [M]
-        total = (occluded * diff[:, None]).sum(axis=0)
-        count = occluded.sum(axis=0)
-        scores = (total / np.maximum(count, 1)).reshape(dims)
-        exp = Explanation.from_sample(sample, scores, attributions=scores)
-        space = "probability" if model.task is Task.CLASSIFICATION else "value"
-        exp.extras.update({"window": w, "stride": s, "output_space": space})
-        return exp
+        return np.stack(masks)
 
     @staticmethod
     def _fill(model, sample):
