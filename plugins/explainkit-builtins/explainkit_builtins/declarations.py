@@ -36,9 +36,9 @@ INTEGRATED_GRADIENTS = ExplainerSpec(
     reference="Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365",
     modalities=ALL, tasks=BOTH, requires=_GRAD, impl=f"{_PKG}.gradients:IntegratedGradients",
     params=(Param("n_steps", "int", 50, min=2, max=5000, help="Number of integration steps."),
-            Param("method", "choice", "gausslegendre",
+            Param("integration", "choice", "gausslegendre",
                   choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
-                           "riemann_middle"), help="Integral approximation."),
+                           "riemann_middle"), help="Integral approximation (captum's 'method')."),
             Param("internal_batch_size", "int", 0, min=0, max=100000,
                   help="Steps evaluated per forward pass (0: all at once)."),
             _BASELINE))
