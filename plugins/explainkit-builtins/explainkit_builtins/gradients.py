@@ -212,7 +212,7 @@ class InputXGradient(_GradientExplainer):
 class IntegratedGradients(_GradientExplainer):
     """Path integral of gradients from a baseline; attributions sum to f(x) - f(baseline)."""
 
-    def _attribute(self, ca, batch, *, seed=0, n_steps=50, method="gausslegendre", internal_batch_size=0,
+    def _attribute(self, ca, batch, *, seed=0, n_steps=50, integration="gausslegendre", internal_batch_size=0,
                    baseline=BASELINE_DEFAULT):
         model = batch.model
         base = batch.baselines(baseline)
@@ -223,7 +223,7 @@ class IntegratedGradients(_GradientExplainer):
         # the declared parameter counts integration steps per pass; captum counts rows (steps x samples)
         rows = internal_batch_size * len(batch.samples) if internal_batch_size else None
         attr, delta = ig.attribute(batch.inputs, baselines=base, target=batch.targets,
-                                   additional_forward_args=batch.forward_args, n_steps=n_steps, method=method,
+                                   additional_forward_args=batch.forward_args, n_steps=n_steps, method=integration,
                                    internal_batch_size=rows, return_convergence_delta=True)
         fx, fb = batch.outputs(batch.inputs), batch.outputs(base)
         delta = delta.detach().cpu().double().numpy().reshape(-1)
