@@ -216,6 +216,9 @@ def assess(exp, model, *, metrics=DEFAULT_METRICS, steps: int = 50, n_random: in
     if not isinstance(exp, Explanation):
         raise InputError(f"assess() takes an Explanation; got {type(exp).__name__}.",
                          "pass one explanation (e.g. explainkit.explain(model, x)), or use evaluate() for data.")
+    if exp.modality is not model.modality:
+        raise InputError(f"The explanation is of a {exp.modality.value} input but the model takes "
+                         f"{model.modality.value} inputs.", "assess an explanation with the model that produced it.")
     t0 = time.perf_counter()
     sample = model.prepare(sample) if sample is not None else sample_of(exp, model)
     if int(np.asarray(exp.scores).size) != sample.n_units:
@@ -372,16 +375,23 @@ class Agreement:
         return {"labels": self.labels, "spearman": self.matrix.tolist(), "top_k": self.top_k.tolist(), "k": self.k}
 
 
+def _same_input(a, b) -> bool:
+    if np.shape(a.scores) != np.shape(b.scores) or a.text != b.text:
+        return False
+    for k in ("image", "feature_values"):
+        x, y = getattr(a, k), getattr(b, k)
+        if (x is None) != (y is None) or x is not None and not np.array_equal(np.asarray(x), np.asarray(y)):
+            return False
+    return True
+
+
 def agreement(explanations: Sequence, k: int | None = None) -> Agreement:
     """Rank correlation between methods explaining the same sample: the matrix, plus top-k overlap."""
     exps = list(explanations)
     if len(exps) < 2:
         raise InputError(f"Agreement needs at least two explanations; got {len(exps)}.",
                          "pass explanations of one sample from two or more methods.")
-    shapes = {tuple(np.shape(e.scores)) for e in exps}
-    idx = {e.sample_index for e in exps if e.sample_index is not None}
-    texts = {e.text for e in exps if e.text is not None}
-    if len(shapes) > 1 or len(idx) > 1 or len(texts) > 1:
+    if not all(_same_input(exps[0], e) for e in exps[1:]):
         raise InputError("The explanations are not of the same sample (their shapes, indices or texts differ).",
                          "pass explanations of one sample, e.g. [explain(model, x, m) for m in methods].")
     n = len(exps)
