@@ -276,7 +276,10 @@ def from_torch(dataset, *, modality=None, class_names=None, feature_names=None, 
     raws, labels = [], []
     for i in range(len(dataset)):
         item = dataset[i]
-        x, y = (item[0], item[1]) if isinstance(item, (tuple, list)) and len(item) >= 2 else (item, None)
+        if isinstance(item, (tuple, list)):
+            x, y = item[0], (item[1] if len(item) > 1 else None)
+        else:
+            x, y = item, None
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         raws.append(x)

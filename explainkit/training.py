@@ -27,7 +27,8 @@ def deterministic(seed: int, threads: int | None = None):
 
     prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.set_num_threads(max(1, threads or min(4, os.cpu_count() or 1)))
+    # one thread by default: on a small, shared CPU, more threads oversubscribe it and run slower
+    torch.set_num_threads(max(1, threads or int(os.environ.get("EXPLAINKIT_THREADS", "1"))))
     seed_everything(seed)
     try:
         yield
@@ -42,6 +43,22 @@ def _batch(inputs, idx, trim_text: bool):
         t = max(1, int(xs[1].sum(dim=1).max()))
         xs = [x[:, :t] for x in xs]
     return xs
+
+
+def _batches(n: int, batch_size: int, gen, lengths=None):
+    """A seeded random order; with ``lengths``, similar lengths are batched together (less padding)."""
+    import torch
+
+    order = torch.randperm(n, generator=gen)
+    if lengths is None:
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    chunk = batch_size * 50                      # sort by length within chunks of 50 batches
+    batches = []
+    for c in range(0, n, chunk):
+        part = order[c:c + chunk]
+        part = part[torch.sort(lengths[part], stable=True).indices]
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
 def fit(module, inputs, targets, *, loss: str = "cross_entropy", epochs: int = 1, batch_size: int = 64,
@@ -65,10 +82,8 @@ def fit(module, inputs, targets, *, loss: str = "cross_entropy", epochs: int = 1
     module.train()
     with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
         for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
             total, count = 0.0, 0
-            for i in range(0, n, batch_size):
-                idx = order[i:i + batch_size]
+            for idx in _batches(n, batch_size, gen, inputs[1].sum(dim=1) if trim_text else None):
                 out = module(*_batch(inputs, idx, trim_text))
                 y = targets[idx]
                 if loss != "cross_entropy":
