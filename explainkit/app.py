@@ -33,6 +33,17 @@ ENV_MODEL = "EXPLAINKIT_APP_MODEL"
 ENV_DATA = "EXPLAINKIT_APP_DATA"
 READY_PATH = "/voila/static/extension.js"   # a static file: probing "/" would start a kernel
 _READY_TIMEOUT_S = 120
+TEMPLATE = "explainkit"
+# Voila's "lab" template, minus its two Font Awesome links to cdn.jsdelivr.net: the same CSS is already
+# bundled in Voila's own static files, and the app must make no request beyond the local server.
+_FA = ('<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/{}" '
+       'type="text/css" />')
+_TEMPLATE_FILES = {
+    "conf.json": '{"base_template": "lab"}\n',
+    "index.html.j2": ("{%- extends 'lab/index.html.j2' -%}\n{%- block notebook_css -%}\n"
+                      "{{ super() | replace('" + _FA.format("all.min.css") + "', '') | replace('"
+                      + _FA.format("v4-shims.min.css") + "', '') }}\n{%- endblock notebook_css -%}\n"),
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,16 @@ def voila_command(notebook: Path, config: AppConfig) -> list[str]:
             f"--token={config.token}",
             "--VoilaConfiguration.strip_sources=True",      # Voila's default: no code in the page
             "--VoilaConfiguration.show_tracebacks=False",   # Voila's default: no tracebacks to the browser
-            "--theme=light"]
+            f"--template={TEMPLATE}", "--theme=light"]
+
+
+def write_template(jupyter_path: Path) -> Path:
+    """Write the app's Voila template under ``<jupyter_path>/voila/templates/``; returns its dir."""
+    folder = jupyter_path / "voila" / "templates" / TEMPLATE
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in _TEMPLATE_FILES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
 
 
 def _wait_ready(base: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -186,6 +206,8 @@ def serve(model: str = "sample:mnist-cnn", data: str = "sample", *, ip: str = "1
     with tempfile.TemporaryDirectory(prefix="explainkit-app-") as tmp:
         notebook = Path(tmp) / "explainkit.ipynb"
         shutil.copyfile(APP_NOTEBOOK, notebook)
+        write_template(Path(tmp) / "jupyter")
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(Path(tmp) / "jupyter"), env.get("JUPYTER_PATH")) if p)
         # Ctrl-C, kill and a closed terminal all stop the server cleanly, even where the shell started us
         # with SIGINT ignored (a background job): an ignored signal would be inherited by Voila too.
         previous = {sig: signal.signal(sig, _raise_interrupt)

@@ -1,0 +1,376 @@
+"""Write the user-path notebooks (and the app notebook) from the cell sources below, without outputs.
+
+    python scripts/make_notebooks.py          # (re)write notebooks/*.ipynb and explainkit/static/app.ipynb
+    python scripts/make_notebooks.py --check  # exit 1 if a written notebook differs from this script
+
+Cell ids are derived from the notebook name, so re-running gives byte-identical files and diffs stay reviewable.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+DONE = 'print("ALL CELLS DONE")'
+
+NB01 = [
+    ("md", """# Audit an image model: the MNIST CNN
+
+Load the shipped sample model and its held-out digits, open the interactive dashboard, then explain a few
+samples with several methods and compare them. Everything runs offline on the embedded defaults."""),
+    ("code", """import numpy as np
+import explainkit as ek
+
+model = ek.load_sample("mnist-cnn")
+data = ek.datasets.sample_data("mnist-cnn")
+print(model)
+print(data)
+print("explainers for this model:", [s.name for s in ek.explainers(model)])"""),
+    ("md", """## The dashboard
+
+Pick a sample in the grid, an explainer and its parameters; the view re-renders and the status line echoes
+what Python received."""),
+    ("code", """dash = ek.Dashboard(model, data)
+dash"""),
+    ("md", "## A few explanations"),
+    ("code", """raw, label = data[7]
+ig = ek.explain(model, raw, "integrated_gradients", n_steps=64)
+print(ig)
+print("label", label, "prediction", ig.prediction, "explained class", ig.target_name)
+print("top pixels:", ig.top_k(3))
+ig.plot();"""),
+    ("code", """sal = ek.explain(model, raw, "saliency")
+cam = ek.explain(model, raw, "gradcam")
+occ = ek.explain(model, raw, "occlusion", window=4)
+for e in (ig, sal, cam, occ):
+    assert e.scores.shape == (28, 28) and e.target == ig.target, e
+    print(repr(e))"""),
+    ("md", """## Compare the methods
+
+Side by side on the same digit, and how much their pixel rankings agree (Spearman correlation of
+absolute scores). Methods that agree with each other deserve more trust than a lone map."""),
+    ("code", """import matplotlib.pyplot as plt
+from scipy.stats import spearmanr
+
+exps = {"integrated_gradients": ig, "saliency": sal, "gradcam": cam, "occlusion": occ}
+fig, axes = plt.subplots(1, len(exps), figsize=(3 * len(exps), 3), layout="constrained")
+for ax, e in zip(axes, exps.values()):
+    e.plot(ax=ax)
+plt.show()
+
+names = list(exps)
+for i, a in enumerate(names):
+    for b in names[i + 1:]:
+        rho = spearmanr(np.abs(exps[a].scores).ravel(), np.abs(exps[b].scores).ravel()).statistic
+        print(f"{a:>22} vs {b:<22} rho={rho:+.2f}")"""),
+    ("code", """batch = ek.explain(model, data.subset(range(4)), "integrated_gradients", n_steps=32)
+print(batch)
+print([(e.label, e.prediction) for e in batch])"""),
+    ("code", DONE),
+]
+
+NB02 = [
+    ("md", """# Audit a text model: SST-2 sentiment, LSTM and transformer
+
+Token attributions for the LSTM, and the transformer's attention (per layer and head, and rolled out
+through the layers) in the dashboard's attention view."""),
+    ("code", """import explainkit as ek
+
+lstm = ek.load_sample("sst2-lstm")
+transformer = ek.load_sample("sst2-transformer")
+data = ek.datasets.sample_data("sst2")
+print(lstm, transformer, data, sep="\\n")
+print("LSTM explainers:       ", [s.name for s in ek.explainers(lstm)])
+print("transformer explainers:", [s.name for s in ek.explainers(transformer)])"""),
+    ("code", """text = "a gripping , funny and ultimately moving film"
+ig = ek.explain(lstm, text, "integrated_gradients")
+print(ig)
+for token, score in ig.top_k(5, by="positive"):
+    print(f"{token:>12} {score:+.4f}")
+ig"""),
+    ("code", """lime = ek.explain(lstm, text, "lime", n_samples=300, seed=0)
+print("LIME top tokens:", [t for t, _ in lime.top_k(3)])
+print("IG top tokens:  ", [t for t, _ in ig.top_k(3)])"""),
+    ("md", "## Attention in the transformer"),
+    ("code", """att = ek.explain(transformer, text, "attention")
+rollout = ek.explain(transformer, text, "attention_rollout")
+print(att, rollout, sep="\\n")
+layers, heads, t, _ = att.matrices.shape
+assert t == len(att.tokens)
+print(f"{layers} layers x {heads} heads over {t} tokens")
+print("rollout flows most into:", rollout.top_k(3))"""),
+    ("md", """## The dashboard's attention view
+
+Change the layer, the head or the rollout toggle, and hover a token to see where it attends."""),
+    ("code", """dash = ek.Dashboard(transformer, data)
+dash"""),
+    ("code", DONE),
+]
+
+NB03 = [
+    ("md", """# Audit tabular models: breast-cancer classification and diabetes regression
+
+Feature attributions in raw units, and a SHAP waterfall from the base value to the prediction."""),
+    ("code", """import numpy as np
+import explainkit as ek
+from explainkit import render
+
+cancer = ek.load_sample("breast-cancer-mlp")
+cancer_data = ek.datasets.sample_data("breast-cancer-mlp")
+print(cancer, cancer_data, sep="\\n")
+row, label = cancer_data[0]
+ig = ek.explain(cancer, row, "integrated_gradients")
+print(ig, "label", label)
+for name, score in ig.top_k(5):
+    print(f"{name:>24} {score:+.4f}")
+ig.plot();"""),
+    ("code", """dash = ek.Dashboard(cancer, cancer_data)
+dash"""),
+    ("md", """## Regression: diabetes progression
+
+Kernel SHAP values add up from the base value (the average prediction on the background data) to the
+model's output; the waterfall shows the biggest steps."""),
+    ("code", """diabetes = ek.load_sample("diabetes-mlp")
+diabetes_data = ek.datasets.sample_data("diabetes-mlp")
+row, target = diabetes_data[3]
+shap_exp = ek.explain(diabetes, row, "kernel_shap", seed=0)
+print(shap_exp)
+print(f"true value {target:.1f}, predicted {shap_exp.prediction:.1f}, base value {shap_exp.base_value:.1f}")
+gap = shap_exp.base_value + shap_exp.scores.sum() - shap_exp.prediction
+print(f"additivity gap: {gap:+.3g}")
+assert abs(gap) < 1e-3 * max(1.0, abs(shap_exp.prediction))"""),
+    ("code", """import matplotlib.pyplot as plt
+render.waterfall(shap_exp)
+plt.show()"""),
+    ("code", """occ = ek.explain(diabetes, row, "occlusion")
+print("Kernel SHAP top:", [n for n, _ in shap_exp.top_k(3)])
+print("Occlusion top:  ", [n for n, _ in occ.top_k(3)])"""),
+    ("code", DONE),
+]
+
+NB04 = [
+    ("md", """# Bring your own model
+
+Two models trained right here on scikit-learn's wine data: a small torch MLP (white box: gradients are
+available) and a gradient-boosting classifier seen only through `predict_proba` (black box). `ek.wrap`
+probes each once; `ek.explainers` offers only the methods that apply."""),
+    ("code", """import numpy as np
+import torch
+from sklearn.datasets import load_wine
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+import explainkit as ek
+
+wine = load_wine()
+X_train, X_test, y_train, y_test = train_test_split(wine.data, wine.target, test_size=0.3, random_state=0,
+                                                    stratify=wine.target)
+scaler = StandardScaler().fit(X_train)
+classes, features = list(wine.target_names), list(wine.feature_names)
+
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(13, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+xt = torch.tensor(scaler.transform(X_train), dtype=torch.float32)
+yt = torch.tensor(y_train)
+for epoch in range(150):
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(net(xt), yt)
+    loss.backward()
+    opt.step()
+print(f"final training loss {loss.item():.4f}")"""),
+    ("code", """mlp = ek.wrap(net, modality="tabular", task="classification", classes=classes, feature_names=features,
+              standardize={"mean": scaler.mean_, "std": scaler.scale_}, name="wine-mlp")
+accuracy = (mlp.predict(list(X_test)).argmax(1) == y_test).mean()
+print(mlp, f"test accuracy {accuracy:.3f}")
+assert accuracy > 0.85
+print("explainers:", [s.name for s in ek.explainers(mlp)])
+ig = ek.explain(mlp, X_test[0], "integrated_gradients")
+print(ig)
+ig.plot();"""),
+    ("md", "## A black box: only `predict_proba`"),
+    ("code", """from sklearn.ensemble import GradientBoostingClassifier
+
+gbm = GradientBoostingClassifier(random_state=0).fit(X_train, y_train)
+box = ek.wrap(gbm.predict_proba, modality="tabular", task="classification", classes=classes,
+              feature_names=features, background=X_train, name="wine-gbm")
+print(box, "capabilities:", sorted(c.value for c in box.capabilities))
+print("explainers:", [s.name for s in ek.explainers(box)])
+shap_box = ek.explain(box, X_test[0], "kernel_shap", seed=0)
+lime_box = ek.explain(box, X_test[0], "lime", n_samples=500, seed=0)
+print("Kernel SHAP top:", [n for n, _ in shap_box.top_k(3)])
+print("LIME top:       ", [n for n, _ in lime_box.top_k(3)])"""),
+    ("md", "A gradient method on a black box is refused with one clear error that says what to do instead:"),
+    ("code", """from explainkit.errors import NotApplicableError
+
+try:
+    ek.explain(box, X_test[0], "integrated_gradients")
+except NotApplicableError as e:
+    print("NotApplicableError:", e)
+else:
+    raise AssertionError("a black box has no gradients")"""),
+    ("md", "## The same row, both models"),
+    ("code", """shap_mlp = ek.explain(mlp, X_test[0], "kernel_shap", seed=0)
+agree = set(n for n, _ in shap_mlp.top_k(5)) & set(n for n, _ in shap_box.top_k(5))
+print("top-5 features both models rely on:", sorted(agree))
+dash = ek.Dashboard(mlp, ek.datasets.from_arrays(X_test, y_test, modality="tabular", class_names=classes,
+                                                 feature_names=features, name="wine-test"))
+dash"""),
+    ("code", DONE),
+]
+
+NB05 = [
+    ("md", """# Write an explainer plugin
+
+A plugin is a cheap declaration (`ExplainerSpec`) plus an implementation (`Explainer`) that is imported
+only when it runs. Here both live in the notebook; in a distribution the spec is published under the
+entry-point group `explainkit.explainers` (see `docs/plugins.md`, or `explainkit plugins new NAME`)."""),
+    ("code", """import numpy as np
+import explainkit as ek
+
+
+class LeaveOneOut(ek.Explainer):
+    \"\"\"Score each unit by how much the target output drops when that unit alone is masked.\"\"\"
+
+    def explain(self, model, samples, targets, *, seed=0, normalize=False):
+        out = []
+        for sample, target in zip(samples, targets):
+            n = sample.n_units
+            keep = np.ones((n + 1, n), dtype=bool)
+            keep[np.arange(1, n + 1), np.arange(n)] = False     # row 0: nothing masked
+            preds = np.asarray(model.predict_masked(sample, keep))
+            y = preds[:, target] if preds.ndim == 2 else preds
+            scores = y[0] - y[1:]
+            if normalize and np.abs(scores).max() > 0:
+                scores = scores / np.abs(scores).max()
+            out.append(ek.Explanation.from_sample(sample, scores))
+        return out
+
+
+LEAVE_ONE_OUT = ek.ExplainerSpec(
+    name="leave_one_out", title="Leave one out",
+    description="Masks one feature or token at a time and records the drop in the target output. "
+                "Model-agnostic: needs predictions only.",
+    impl="__main__:LeaveOneOut",
+    modalities={"tabular", "text"}, requires={"predict"},
+    params=(ek.Param("normalize", "bool", False, help="Scale scores to [-1, 1]."),))
+LEAVE_ONE_OUT"""),
+    ("md", "## Register it in a private registry and check it against the contract"),
+    ("code", """from explainkit.registry import Registry
+
+reg = Registry(autoload=False)            # discovers nothing: only what we register
+entry = reg.register(LEAVE_ONE_OUT, distribution="notebook", version="0.1")
+print(reg, entry.status)
+model = ek.load_sample("breast-cancer-mlp")
+print("applies to breast-cancer-mlp:", LEAVE_ONE_OUT.applies_to(model))
+print("not to mnist-cnn because:", LEAVE_ONE_OUT.why_not(ek.load_sample("mnist-cnn")))"""),
+    ("code", """try:
+    from explainkit.testing import check_explainer
+except ImportError:                       # an older explainkit without the harness
+    check_explainer = None
+if check_explainer is not None:
+    report = check_explainer(LEAVE_ONE_OUT)
+    print(report)
+else:
+    print("explainkit.testing.check_explainer is not available in this installation")"""),
+    ("md", "## Use it through `explainkit.explain`"),
+    ("code", """from explainkit.registry import registry
+
+registry().register(LEAVE_ONE_OUT, distribution="notebook", version="0.1")
+print([s.name for s in ek.explainers(model)])
+data = ek.datasets.sample_data("breast-cancer-mlp")
+row, label = data[0]
+exp = ek.explain(model, row, "leave_one_out", normalize=True)
+print(exp)
+assert exp.method == "leave_one_out" and np.abs(exp.scores).max() <= 1.0
+for name, score in exp.top_k(5):
+    print(f"{name:>24} {score:+.3f}")
+exp"""),
+    ("code", """from explainkit.errors import ParameterError
+
+try:
+    ek.explain(model, row, "leave_one_out", normalize="maybe")
+except ParameterError as e:
+    print("ParameterError:", e)"""),
+    ("code", """text_model = ek.load_sample("sst2-lstm")
+print(ek.explain(text_model, "an utterly charming and hilarious film", "leave_one_out").top_k(3))"""),
+    ("code", DONE),
+]
+
+DASHBOARD = [
+    ("md", """# explainkit
+
+Pick a sample, an explainer and its parameters."""),
+    ("code", """import html
+import os
+
+import ipywidgets as widgets
+
+import explainkit as ek
+from explainkit.api import resolve_data, resolve_model
+from explainkit.errors import ExplainKitError
+
+model_spec = os.environ.get("EXPLAINKIT_APP_MODEL", "sample:mnist-cnn")
+data_spec = os.environ.get("EXPLAINKIT_APP_DATA", "sample")
+try:
+    model = resolve_model(model_spec)
+    app = ek.Dashboard(model, resolve_data(data_spec, model))
+except ExplainKitError as e:   # shown as one clear message; the app never shows tracebacks
+    app = widgets.HTML(f"<p class='ek-error'><b>explainkit could not start:</b> {html.escape(str(e))}</p>")
+    app.add_class("ek-error")
+app"""),
+]
+
+NOTEBOOKS = {
+    "notebooks/01_audit_image_model.ipynb": NB01,
+    "notebooks/02_audit_text_model.ipynb": NB02,
+    "notebooks/03_audit_tabular_and_regression.ipynb": NB03,
+    "notebooks/04_bring_your_own_model.ipynb": NB04,
+    "notebooks/05_write_a_plugin.ipynb": NB05,
+    "notebooks/dashboard.ipynb": DASHBOARD,
+    "explainkit/static/app.ipynb": DASHBOARD,     # the copy shipped in the package for `explainkit app`
+}
+
+
+def build(cells, stem: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+                   "language_info": {"name": "python"}}
+    for i, (kind, src) in enumerate(cells):
+        cell = nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
+        cell.id = f"{stem[:40]}-{i:02d}".replace("_", "-")
+        nb.cells.append(cell)
+    nbformat.validate(nb)
+    return nb
+
+
+def render(path: str) -> str:
+    stem = "dashboard" if path.endswith("app.ipynb") else Path(path).stem   # the app copy is byte-identical
+    return nbformat.writes(build(NOTEBOOKS[path], stem), version=4) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only check that the files are up to date")
+    args = ap.parse_args(argv)
+    stale = []
+    for rel in NOTEBOOKS:
+        path, text = ROOT / rel, render(rel)
+        if args.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(rel)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print("wrote", rel)
+    if stale:
+        print("out of date (run python scripts/make_notebooks.py):", *stale, sep="\n  ", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
