@@ -449,7 +449,11 @@ class TorchModel(ModelAdapter):
         return self.predict_tensor(xs.to(self.device))
 
     def predict_masked_many(self, samples, keeps, fills=None, batch_size: int = 512):
-        """Batched ``predict_masked`` over many samples; identical masked copies are evaluated once."""
+        """Batched ``predict_masked`` over many samples; identical masked copies are evaluated once.
+
+        Two masks of a sample give the same input when they differ only on units already equal to
+        the fill, so only distinct copies are built and run (in batches of ``batch_size`` rows).
+        """
         import torch
 
         samples = [self.prepare(s) for s in samples]
@@ -457,40 +461,38 @@ class TorchModel(ModelAdapter):
         keeps = [np.asarray(k, dtype=np.float32).reshape(len(k) if np.ndim(k) > 1 else 1, -1) for k in keeps]
         if len(keeps) != len(samples) or not samples:
             raise InputError(f"{len(keeps)} keep masks for {len(samples)} samples.", "pass one [M, U] mask per sample.")
-        rows, extra = [], ()
-        if self.modality is Modality.TEXT:
-            t = max(int(s.tensor.shape[0]) for s in samples)
-            pad = int(self.tokenizer.pad_id)
-            masks = []
-            for s, k, f in zip(samples, keeps, fills):
-                n = int(s.tensor.shape[0])
-                ids = torch.full((len(k), t), pad, dtype=torch.long)
-                ids[:, :n] = torch.where(torch.from_numpy(k > 0.5), torch.as_tensor(s.tensor)[None],
-                                         torch.full((1, n), pad if f is None else int(f), dtype=torch.long))
-                m = torch.zeros((len(k), t), dtype=torch.bool)
+        text = self.modality is Modality.TEXT
+        width = max(int(s.tensor.shape[0]) for s in samples) if text else 0
+        rows, masks, inverse, offset = [], [], [], 0
+        for s, k, f in zip(samples, keeps, fills):
+            x = torch.as_tensor(s.tensor)
+            if text:
+                base = torch.full_like(x, int(self.tokenizer.pad_id if f is None else f))
+                active = (x != base).numpy()
+            else:
+                base = self.baseline_tensor(s) if f is None else \
+                    torch.as_tensor(np.asarray(f, dtype=np.float32)).reshape(tuple(x.shape))
+                diff = (x != base).numpy()
+                active = diff.any(axis=0).reshape(-1) if self.modality is Modality.IMAGE else diff
+            first, inv = _unique_rows(k[:, active])
+            inverse.append(inv + offset)
+            offset += len(first)
+            k = k[first]
+            if text:
+                n = int(x.shape[0])
+                ids = torch.full((len(k), width), int(self.tokenizer.pad_id), dtype=torch.long)
+                ids[:, :n] = torch.where(torch.from_numpy(k > 0.5), x[None], base[None])
+                m = torch.zeros((len(k), width), dtype=torch.bool)
                 m[:, :n] = True
                 rows.append(ids)
                 masks.append(m)
-            x, mask = torch.cat(rows), torch.cat(masks)
-            key = torch.cat([x, mask.long()], dim=1)
-        else:
-            for s, k, f in zip(samples, keeps, fills):
-                xs = torch.as_tensor(s.tensor).unsqueeze(0)
-                base = self.baseline_tensor(s).unsqueeze(0) if f is None else \
-                    torch.as_tensor(np.asarray(f, dtype=np.float32)).reshape((1,) + tuple(xs.shape[1:]))
-                km = self.unit_mask(s, k) if self.modality is Modality.IMAGE else k
-                km = torch.from_numpy(np.ascontiguousarray(km, dtype=np.float32))
-                km = km.unsqueeze(1) if self.modality is Modality.IMAGE else km
-                rows.append(km * xs + (1 - km) * base)
-            x = torch.cat(rows)
-            key = x.reshape(len(x), -1)
-        first, inverse = _unique_rows(key.numpy())
-        sel = torch.from_numpy(first)
-        if self.modality is Modality.TEXT:
-            out = self.predict_tensor(x[sel].to(self.device), mask[sel].to(self.device), batch_size=batch_size)
-        else:
-            out = self.predict_tensor(x[sel].to(self.device), batch_size=batch_size)
-        out = out[inverse]
+                continue
+            km = torch.from_numpy(np.ascontiguousarray(self.unit_mask(s, k) if self.modality is Modality.IMAGE else k))
+            km = km.unsqueeze(1) if self.modality is Modality.IMAGE else km
+            rows.append(km * x[None] + (1 - km) * base[None])
+        x = torch.cat(rows).to(self.device)
+        extra = (torch.cat(masks).to(self.device),) if text else ()
+        out = self.predict_tensor(x, *extra, batch_size=batch_size)[np.concatenate(inverse)]
         bounds = np.cumsum([0] + [len(k) for k in keeps])
         return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
