@@ -222,11 +222,13 @@ class IntegratedGradients(_GradientExplainer):
             ig = ca.IntegratedGradients(model.forward)
         # the declared parameter counts integration steps per pass; captum counts rows (steps x samples)
         rows = internal_batch_size * len(batch.samples) if internal_batch_size else None
-        attr, delta = ig.attribute(batch.inputs, baselines=base, target=batch.targets,
-                                   additional_forward_args=batch.forward_args, n_steps=n_steps, method=integration,
-                                   internal_batch_size=rows, return_convergence_delta=True)
+        attr = ig.attribute(batch.inputs, baselines=base, target=batch.targets,
+                            additional_forward_args=batch.forward_args, n_steps=n_steps, method=integration,
+                            internal_batch_size=rows)
+        # captum's convergence delta, computed from the two forward passes we need anyway
         fx, fb = batch.outputs(batch.inputs), batch.outputs(base)
-        delta = delta.detach().cpu().double().numpy().reshape(-1)
+        total = attr.detach().reshape(attr.shape[0], -1).sum(dim=1).cpu().double().numpy()
+        delta = total - (fx - fb)
         extras = [{"output": float(x), "baseline_output": float(b), "output_delta": float(x - b),
                    "convergence_delta": float(d), "output_space": output_space(model)}
                   for x, b, d in zip(fx, fb, delta)]
