@@ -50,6 +50,11 @@ def _fmt(x, nd: int = 2) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
 
 
+def _curve_badge(name: str, cur: Curve, ref: Curve | None, ok: bool | None) -> str:
+    vs = f" vs random {_fmt(ref.auc)}" if ref is not None else ""
+    return f"{name} AUC {_fmt(cur.auc)}{vs}" + ("" if ok is None else " ✓" if ok else " ✗")
+
+
 @dataclass(repr=False, eq=False)
 class Quality:
     """Trust metrics for one explanation; ``badge()`` is the one-line verdict."""
@@ -84,21 +89,18 @@ class Quality:
         """Short verdict, e.g. 'deletion AUC 0.21 vs random 0.48 ✓ sanity ok'."""
         parts = []
         if self.deletion is not None:
-            ok = self.deletion_ok
-            ref = f" vs random {_fmt(self.deletion_random.auc)}" if self.deletion_random else ""
-            parts.append(f"deletion AUC {_fmt(self.deletion.auc)}{ref}" + ("" if ok is None else " ✓" if ok else " ✗"))
+            parts.append(_curve_badge("deletion", self.deletion, self.deletion_random, self.deletion_ok))
         elif self.insertion is not None:
-            ok = self.insertion_ok
-            ref = f" vs random {_fmt(self.insertion_random.auc)}" if self.insertion_random else ""
-            parts.append(f"insertion AUC {_fmt(self.insertion.auc)}{ref}" + ("" if ok is None else " ✓" if ok else " ✗"))
+            parts.append(_curve_badge("insertion", self.insertion, self.insertion_random, self.insertion_ok))
         r = self.randomization
         if r is not None:
             parts.append("sanity n/a" if not r.applicable else
                          f"sanity FAILED (ρ={_fmt(r.final_rho)})" if r.flagged else "sanity ok")
         s = self.stability
         if s is not None:
+            rho = _fmt(s.mean_rho)
             parts.append("deterministic" if s.zero_spread and not s.stochastic else
-                         f"stable ρ̄={_fmt(s.mean_rho)}" if s.mean_rho >= 0.8 else f"unstable ρ̄={_fmt(s.mean_rho)}")
+                         f"stable ρ̄={rho}" if s.mean_rho >= 0.8 else f"unstable ρ̄={rho}")
         return " ".join(parts) or "no metrics"
 
     def __repr__(self) -> str:
