@@ -319,14 +319,15 @@ class Dashboard(W.VBox):
             self._status(st.JobState.FAILED)
             self._progress(None)
 
-        self.job = self._start(st.Job(work, done, failed, name=method), f"{method} on #{index}")
         self._status(st.JobState.RUNNING)
+        self.job = self._start(st.Job(work, done, failed, name=method), f"{method} on #{index}")
         return None
 
     def _start(self, job: st.Job, what: str) -> st.Job:
         self._jobs = [j for j in self._jobs if j.alive] + [job]
+        self._progress(job, what)          # shown before the start: a fast job hides it again when done
         job.start()
-        self._progress(job, what)
+        self._tick(job, what)
         return job
 
     def cancel(self) -> None:
@@ -384,11 +385,15 @@ class Dashboard(W.VBox):
             return
         e.progress.layout.visibility = e.cancel.layout.visibility = "visible"
         e.progress.value = 0.0
+        e.progress_label.value = _T["progress"].render(what=what, secs=0.0)
 
+    def _tick(self, job, what: str) -> None:
+        """Update the elapsed time while the job runs (plugins report no finer progress)."""
         def tick():
             while job.alive:
-                e.progress_label.value = _T["progress"].render(what=what, secs=job.elapsed)
                 time.sleep(0.25)
+                if job.alive:
+                    self.e.progress_label.value = _T["progress"].render(what=what, secs=job.elapsed)
         threading.Thread(target=tick, daemon=True, name="explainkit-progress").start()
 
     def _status(self, state, ms=None) -> None:
@@ -439,13 +444,10 @@ class Dashboard(W.VBox):
         self.e.quality.disabled = False
 
     def _show_quality_plot(self) -> None:
-        out = self.e.quality_plot
-        out.clear_output()
-        with out:
-            fig = quality_figure(self.last_quality)
-            if fig is not None:
-                from IPython.display import display
-                display(fig)
+        png = quality_figure(self.last_quality)
+        if png is not None:
+            self.e.quality_plot.value = png
+            self.e.quality_plot.layout.display = None
         self.history.append({"event": "quality_plot"})
 
     # -- comparison -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Arrays travel as base64 (uint8 images, float32 scores and attention), so a page 
 from __future__ import annotations
 
 import base64
+import io
 import pathlib
 
 import anywidget
@@ -245,13 +246,13 @@ def build_browser(model, dataset, preds, page_size: int):
                     (search, model.modality is Modality.TEXT)):
         if not show:
             w.layout.display = "none"
-    filters = W.Box([true, pred, correct, conf, search, sort],
-                    layout=W.Layout(flex_flow="row wrap", gap="2px 10px"))
+    filters = _hook(W.Box([true, pred, correct, conf, search, sort], layout=W.Layout(flex_flow="row wrap")),
+                    "ek-gap")
     grid = _hook(SampleGrid(modality=model.modality.value), "ek-grid")
     prev = _hook(W.Button(description="◀ prev", layout=W.Layout(width="80px")), "ek-page-prev")
     nxt = _hook(W.Button(description="next ▶", layout=W.Layout(width="80px")), "ek-page-next")
     label = _hook(W.HTML(""), "ek-page")
-    pager = W.HBox([prev, label, nxt], layout=W.Layout(align_items="center", gap="10px"))
+    pager = _hook(W.HBox([prev, label, nxt], layout=W.Layout(align_items="center")), "ek-gap")
     prediction = _hook(PredictionView(), "ek-prediction")
     return SimpleNamespace(true=true, pred=pred, correct=correct, conf=conf, search=search, sort=sort,
                            filters=filters, grid=grid, prev=prev, next=nxt, page_label=label, pager=pager,
@@ -292,12 +293,13 @@ def build_explain_panel(model, specs, default: str):
     custom = _hook(W.Box([]), "ek-view-custom")
     quality = _hook(W.Button(description="trust: …", tooltip="Deletion AUC vs random and the sanity check; "
                              "click for the curves", layout=W.Layout(width="auto")), "ek-quality")
-    quality_plot = _hook(W.Output(), "ek-quality-plot")
+    quality_plot = _hook(W.Image(format="png", layout=W.Layout(display="none", max_width="420px")),
+                         "ek-quality-plot")
     export_png = _hook(W.Button(description="PNG", icon="download", layout=W.Layout(width="80px")), "ek-export-png")
     export_html = _hook(W.Button(description="HTML", icon="download", layout=W.Layout(width="80px")),
                         "ek-export-html")
     export_link = _hook(W.HTML(""), "ek-export-link")
-    row = dict(layout=W.Layout(align_items="center", gap="8px", flex_flow="row wrap"))
+    row = dict(layout=W.Layout(align_items="center", flex_flow="row wrap"), _dom_classes=("ek-gap",))
     return SimpleNamespace(
         method=method, target=target, params=params, explain=explain, auto=auto, progress=progress,
         progress_label=progress_label, cancel=cancel, mode=mode, opacity=opacity, view=view, custom=custom,
@@ -323,8 +325,8 @@ def build_compare_panel(specs, default: str):
     agreement = _hook(W.HTML(""), "ek-agreement")
     title = W.HTML("<span class='ek-section-title'>Compare 2–4 explainers · shared color scale "
                    "(each map normalized to unit total |attribution|) · rank agreement</span>")
-    panel = _hook(W.VBox([title, W.HBox([methods, run], layout=W.Layout(align_items="center", gap="10px")),
-                          W.HBox(cviews, layout=W.Layout(gap="8px", flex_flow="row wrap")), agreement]),
+    panel = _hook(W.VBox([title, _hook(W.HBox([methods, run], layout=W.Layout(align_items="center")), "ek-gap"),
+                          _hook(W.HBox(cviews, layout=W.Layout(flex_flow="row wrap")), "ek-gap"), agreement]),
                   "ek-compare")
     panel.add_class("ek-card")
     return SimpleNamespace(methods=methods, run=run, views=cviews, agreement=agreement, panel=panel)
@@ -341,14 +343,14 @@ def build_attention_panel():
                  "ek-att-rollout")
     view = _hook(AttentionView(), "ek-attention")
     title = W.HTML("<span class='ek-section-title'>Attention (transformer)</span>")
-    panel = _hook(W.VBox([title, W.HBox([layer, head, roll], layout=W.Layout(gap="10px")), view]),
+    panel = _hook(W.VBox([title, _hook(W.HBox([layer, head, roll]), "ek-gap"), view]),
                   "ek-attention-panel")
     panel.add_class("ek-card")
     return SimpleNamespace(layer=layer, head=head, rollout=roll, view=view, panel=panel)
 
 
-def quality_figure(result):
-    """A matplotlib figure of a Quality result's deletion/insertion curves against the random order."""
+def quality_figure(result) -> bytes | None:
+    """PNG of a Quality result's deletion/insertion curves against the random order."""
     if result is None:
         return None
     import matplotlib.pyplot as plt
@@ -362,5 +364,7 @@ def quality_figure(result):
     ax.set_title(result.badge(), fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    return fig
+    return buf.getvalue()
