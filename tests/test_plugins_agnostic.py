@@ -37,6 +37,7 @@ def _rel(a, b):
     ("diabetes-mlp", {}),
     ("breast-cancer-mlp", {"n_samples": 400}),
     ("mnist-cnn", {"patch_size": 7, "n_samples": 500}),
+    ("mnist-cnn", {"n_samples": 8}),               # fewer coalitions than patches: still efficient
     ("mnist-mlp", {"segmentation": "superpixels", "n_segments": 20}),
     ("sst2-lstm", {"n_samples": 300}),
     ("sst2-transformer", {"n_samples": 300}),

@@ -111,8 +111,9 @@ class KernelShap(Explainer):
             else:
                 m = sample.n_units
             game = _Game(model, sample, target, groups, fills, weights)
-            values, base, exact, nsamples = self._run(shap, game, m, n_samples, l1_reg, seed)
+            values, base, exact, nsamples, l1 = self._run(shap, game, m, n_samples, l1_reg, seed)
             extras = {"n_units": m, "n_evaluations": game.evaluations, "exact": exact, "n_coalitions": nsamples,
+                      "shap_l1_reg": str(l1),
                       "f_x": base + float(values.sum()), "background_rows": len(game.fills)}
             if groups is not None:
                 scores = values[groups]
@@ -124,7 +125,7 @@ class KernelShap(Explainer):
 
     @staticmethod
     def _run(shap, game, m, n_samples, l1_reg, seed):
-        """Run shap's KernelExplainer on the game; returns (values [M], base value, exact?, coalitions)."""
+        """Run shap's KernelExplainer on the game: (values [M], base value, exact?, coalitions, l1_reg)."""
         zeros, ones = np.zeros((1, m)), np.ones(m)
         max_samples = 2 ** m - 2 if m <= 30 else MAX_ENUMERATED
         nsamples = min(n_samples or 2 * m + 2048, max(max_samples, 1))
@@ -132,7 +133,9 @@ class KernelShap(Explainer):
         # shap >= 0.45 defaults to l1_reg='num_features(10)' (always selecting); 'auto' is deprecated.
         # Reproduce 'auto' explicitly: AIC selection only when under 20% of the coalitions are evaluated.
         if l1_reg == L1_AUTO and nsamples / max(max_samples, 1) < AUTO_SELECTION_FRACTION:
-            l1 = "aic"
+            # AIC needs more (augmented) rows than features; with fewer coalitions keep as many
+            # features as the coalitions can determine
+            l1 = "aic" if 2 * nsamples > m + 1 else f"num_features({max(1, min(m, nsamples) - 1)})"
         elif l1_reg in (L1_AUTO, L1_NONE):
             l1 = False
         else:  # pragma: no cover - the declaration's choices are validated by the core
@@ -142,7 +145,7 @@ class KernelShap(Explainer):
             ke = shap.KernelExplainer(game, zeros)
             values = ke.shap_values(ones, nsamples=nsamples, l1_reg=l1, silent=True)
         values = np.asarray(values, dtype=np.float64).reshape(m)
-        return values, float(np.asarray(ke.expected_value).reshape(-1)[0]), bool(exact), int(nsamples)
+        return values, float(np.asarray(ke.expected_value).reshape(-1)[0]), bool(exact), int(nsamples), l1
 
     @staticmethod
     def _background(model, n_background, shap):
