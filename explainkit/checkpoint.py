@@ -98,6 +98,11 @@ def save(model, path, config: dict | None = None) -> Path:
             json.dump(cfg, f, indent=1, sort_keys=True, default=_json_default)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)             # mkdtemp makes it private; a checkpoint is an ordinary dir
+        for f in (WEIGHTS, CONFIG):
+            os.chmod(tmp / f, 0o666 & ~umask)
         _fsync(tmp)
         if target.exists():                       # keep the old one until the new one is in place
             old = target.parent / f".{target.name}.old-{os.getpid()}"

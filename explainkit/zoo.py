@@ -79,7 +79,7 @@ _FAMILIES = {f.name: f for f in [
            {"channels": [32, 64], "dropout": 0.25}, {"epochs": 4, "batch_size": 64, "lr": 1e-3}, floor=0.975),
     Family("sst2-lstm", Modality.TEXT, Task.CLASSIFICATION, "SST-2 sentiment, LSTM on word embeddings", "sst2",
            _lstm, {"vocab_size": 10000, "embed_dim": 100, "hidden": 256, "dropout": 0.3, "max_len": 64},
-           {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_train": 20000, "clip": 5.0}, floor=0.78),
+           {"epochs": 3, "batch_size": 64, "lr": 2e-3, "max_train": 30000, "clip": 5.0}, floor=0.78),
     Family("sst2-transformer", Modality.TEXT, Task.CLASSIFICATION, "SST-2 sentiment, 2-layer 4-head transformer",
            "sst2", _transformer, {"vocab_size": 10000, "d_model": 64, "heads": 4, "layers": 2, "ff": 128,
                                   "max_len": 64, "dropout": 0.1},
