@@ -35,10 +35,10 @@ def hermetic_jupyter(tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture
-def nb_root(tmp_path):
+@pytest.fixture(scope="session")
+def nb_root(tmp_path_factory):
     """A copy of the notebooks: Lab's autosave and trust must never touch the source files."""
-    dst = tmp_path / "nbroot"
+    dst = tmp_path_factory.mktemp("lab") / "nbroot"
     shutil.copytree(NB_DIR, dst, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     return dst
 
@@ -64,14 +64,15 @@ class Timer:
 def timer(request):
     t = Timer(request.node.name)
     yield t
-    if getattr(request.node, "rep_call", None) and request.node.rep_call.passed:
-        t.dump()
+    rep = getattr(request.node, "rep_call", None)
+    t.marks["passed"] = bool(rep and rep.passed)
+    t.dump()
 
 
-@pytest.fixture
-def lab_server(nb_root, tmp_path, timer):
-    srv = start_jupyter_lab(nb_root, tmp_path)
-    timer.mark("server_ready")
+@pytest.fixture(scope="session")
+def lab_server(nb_root, tmp_path_factory):
+    """One JupyterLab for the session (each test opens its own notebook and kernel)."""
+    srv = start_jupyter_lab(nb_root, tmp_path_factory.mktemp("lab-server"))
     yield srv
     srv.stop()
 

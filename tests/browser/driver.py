@@ -1,0 +1,83 @@
+"""Helpers that drive JupyterLab 4 and the dashboard's test hooks (see docs/dashboard.md)."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from playwright.sync_api import expect
+
+_STATE_DONE = re.compile(r"state=(done|cached)")
+
+KERNEL_READY_JS = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!(w && w.sessionContext.isReady && k && k.status === 'idle' && k.connectionStatus === 'connected');
+}"""
+
+# Run code in the notebook's kernel and return its stdout: proves what the Python side holds.
+KERNEL_EVAL_JS = """async (code) => {
+  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  let out = "";
+  const future = k.requestExecute({code, silent: false, store_history: false});
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === "stream") out += msg.content.text;
+    if (msg.header.msg_type === "error") out += "ERROR " + msg.content.ename + ": " + msg.content.evalue;
+  };
+  await future.done;
+  return out;
+}"""
+
+# Time from a click to the moment the view's data-ek-key changes, measured inside the page.
+CLICK_TO_KEY_JS = """async ([tileSel, viewSel]) => {
+  const view = document.querySelector(viewSel);
+  const before = view.dataset.ekKey;
+  const done = new Promise((resolve) => {
+    const obs = new MutationObserver(() => {
+      if (view.dataset.ekKey !== before && view.dataset.ekReady === "1") {
+        obs.disconnect(); resolve(performance.now());
+      }
+    });
+    obs.observe(view, {attributes: true, attributeFilter: ["data-ek-key", "data-ek-ready"]});
+  });
+  const t0 = performance.now();
+  document.querySelector(tileSel).click();
+  const t1 = await done;
+  return {ms: t1 - t0, key: view.dataset.ekKey};
+}"""
+
+
+def open_notebook(page, server, name: str):
+    """Open a notebook in Lab and wait until its kernel is idle; returns the notebook panel locator."""
+    page.goto(server.url(f"/lab/tree/{name}"))
+    nb = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(nb.locator(".jp-Cell").first).to_be_visible(timeout=90_000)
+    # not the toolbar circle: it reads 'idle' before the kernel exists
+    expect(page.locator(".jp-StatusBar-Item", has_text="Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+    page.wait_for_function(KERNEL_READY_JS, timeout=90_000)
+    return nb
+
+
+def run_all(page, nb, timeout_ms: int = 180_000):
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    expect(nb.locator(".jp-OutputArea-output", has_text="ALL CELLS DONE")).to_be_visible(timeout=timeout_ms)
+    errors = nb.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                        has_text="Traceback")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def kernel_eval(page, code: str) -> str:
+    return page.evaluate(KERNEL_EVAL_JS, code)
+
+
+def canvas_digest(locator) -> str:
+    """A hash of a canvas's pixels (PNG data URL)."""
+    data = locator.evaluate("c => c.toDataURL('image/png')")
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def wait_done(status, *texts: str, **fields):
+    """Wait until ek-status echoes every field (sample=3, method=...) and text, and the work finished."""
+    for text in [f"{k}={v}" for k, v in fields.items()] + list(texts):
+        expect(status).to_contain_text(text, timeout=60_000)
+    expect(status).to_contain_text(_STATE_DONE, timeout=60_000)
+
