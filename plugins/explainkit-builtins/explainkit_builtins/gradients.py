@@ -265,8 +265,8 @@ class GradientShap(_GradientExplainer):
         model = batch.model
         if batch.text:
             x, fwd, args = batch.embeddings(), EmbeddingForward(model), (batch.inputs, *batch.extra)
-            pad = model.embedding_layer(batch.baselines(BASELINE_DEFAULT)[:1]).detach()   # [1,T,D]
-            base = pad
+            with torch.no_grad():                    # padding-token embeddings at every position [1,T,D]
+                base = model.embedding_layer(batch.baselines(BASELINE_DEFAULT)[:1]).detach()
         else:
             x, fwd, args = batch.inputs, model.forward, batch.forward_args
             base = batch.baselines(BASELINE_DEFAULT)[:1]
