@@ -18,7 +18,7 @@ import numpy as np
 from . import dashboard_state as st
 from . import widgets as views
 from .enums import Capability, Modality, Task
-from .errors import DataError, ExplainKitError, InputError, NotApplicableError, UnknownNameError
+from .errors import ExplainKitError, InputError, NotApplicableError, UnknownNameError
 from .widgets import (build_attention_panel, build_browser, build_compare_panel, build_explain_panel,
                       param_widget, quality_figure)
 
@@ -51,7 +51,7 @@ class Dashboard(W.VBox):
 
         self.model = model
         self.registry = registry if registry is not None else default_registry()
-        self.dataset = _as_dataset(model, dataset)
+        self.dataset = st.as_dataset(model, dataset)
         self.seed = int(seed)
         self.specs = self._choose_specs(methods)
         self.cache = st.ExplanationCache()
@@ -71,7 +71,7 @@ class Dashboard(W.VBox):
         self.predictions = st.Predictions.compute(model, self.dataset)
         self.timings = {"predict_all_s": time.perf_counter() - t0}
         self.browser = st.Browser(self.predictions, st.texts_of(self.dataset, model.modality), page_size)
-        self._quality_mod = _quality_module() if quality else None
+        self._quality_mod = st.quality_module() if quality else None
         self._build()
         super().__init__(children=self._layout())
         self.add_class("ek-dashboard")
@@ -489,12 +489,10 @@ class Dashboard(W.VBox):
         self._start(st.Job(work, done, failed, name="compare"), f"comparing {len(names)} methods on #{index}")
 
     def _show_comparison(self, index, names, exps) -> None:
-        normed = [e.scores / (np.abs(e.scores).sum() or 1.0) for e in exps]
-        vmax = max(float(np.percentile(np.abs(s), 99)) for s in normed) or 1.0
-        rho = st.spearman_matrix([e.scores for e in exps])
+        normed, vmax, rho = st.shared_scale(exps)
         for k, view in enumerate(self.c.views):
             if k < len(exps):
-                shown = _with_scores(exps[k], normed[k])
+                shown = st.with_scores(exps[k], normed[k])
                 view.show(shown, f"{index}|{names[k]}|compare", vmax=vmax)
                 view.layout.display = None
             else:
@@ -570,40 +568,3 @@ def _title(text: str) -> W.HTML:
     w = W.HTML(_ENV.from_string("{{ t }}").render(t=text))
     w.add_class("ek-section-title")
     return w
-
-
-def _with_scores(exp, scores):
-    import copy
-    out = copy.copy(exp)
-    out.scores = np.asarray(scores, dtype=np.float64)
-    return out
-
-
-def _as_dataset(model, dataset):
-    from . import datasets
-    if dataset is None:
-        family = model.config.get("family")
-        if not family:
-            raise DataError(f"No data given for model {model.name!r}, and it has no shipped data.",
-                            "pass dataset=explainkit.datasets.from_arrays(...) (or a list of inputs).")
-        return datasets.sample_data(family)
-    if isinstance(dataset, datasets.Dataset):
-        if dataset.modality is not model.modality:
-            raise InputError(f"The data is {dataset.modality.value} but the model is {model.modality.value}.",
-                             "pass data of the model's modality.")
-        if len(dataset) == 0:
-            raise InputError("The data set is empty.", "pass at least one sample.")
-        return dataset
-    raws = list(dataset) if not isinstance(dataset, np.ndarray) else dataset
-    if len(raws) == 0:
-        raise InputError("The data set is empty.", "pass at least one sample.")
-    return datasets.Dataset(raws, modality=model.modality, class_names=model.classes,
-                            feature_names=model.feature_names, name="data")
-
-
-def _quality_module():
-    try:
-        from . import quality
-    except ImportError:
-        return None
-    return quality if callable(getattr(quality, "assess", None)) else None

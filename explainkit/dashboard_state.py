@@ -16,11 +16,11 @@ from enum import Enum
 import numpy as np
 
 from .enums import Modality, Task
-from .errors import InputError
+from .errors import DataError, InputError
 
 __all__ = ["Correctness", "SortKey", "ViewMode", "JobState", "Predictions", "Browser",
            "ExplanationCache", "Job", "cache_key", "params_hash", "spearman_matrix", "thumbnail",
-           "rollout", "Cancelled"]
+           "rollout", "Cancelled", "shared_scale", "as_dataset", "with_scores", "quality_module"]
 
 
 class _Choice(str, Enum):
@@ -375,3 +375,50 @@ def rollout(matrices: np.ndarray) -> np.ndarray:
 def texts_of(dataset, modality: Modality):
     """The raw strings of a text data set (for search), else None."""
     return list(dataset.raws) if modality is Modality.TEXT else None
+
+
+def shared_scale(exps):
+    """Comparison maps on one color scale: each divided by its total |score|; vmax and Spearman ρ."""
+    normed = [e.scores / (np.abs(e.scores).sum() or 1.0) for e in exps]
+    vmax = max(float(np.percentile(np.abs(s), 99)) for s in normed) or 1.0
+    return normed, vmax, spearman_matrix([e.scores for e in exps])
+
+
+def with_scores(exp, scores):
+    """A shallow copy of an Explanation with other scores (for the normalized comparison maps)."""
+    import copy
+    out = copy.copy(exp)
+    out.scores = np.asarray(scores, dtype=np.float64)
+    return out
+
+
+def as_dataset(model, dataset):
+    """The dashboard's data: a Dataset of the model's modality, a list of inputs, or the shipped data."""
+    from . import datasets
+    if dataset is None:
+        family = model.config.get("family")
+        if not family:
+            raise DataError(f"No data given for model {model.name!r}, and it has no shipped data.",
+                            "pass dataset=explainkit.datasets.from_arrays(...) (or a list of inputs).")
+        return datasets.sample_data(family)
+    if isinstance(dataset, datasets.Dataset):
+        if dataset.modality is not model.modality:
+            raise InputError(f"The data is {dataset.modality.value} but the model is {model.modality.value}.",
+                             "pass data of the model's modality.")
+        if len(dataset) == 0:
+            raise InputError("The data set is empty.", "pass at least one sample.")
+        return dataset
+    raws = list(dataset) if not isinstance(dataset, np.ndarray) else dataset
+    if len(raws) == 0:
+        raise InputError("The data set is empty.", "pass at least one sample.")
+    return datasets.Dataset(raws, modality=model.modality, class_names=model.classes,
+                            feature_names=model.feature_names, name="data")
+
+
+def quality_module():
+    """explainkit.quality if it is importable (the trust badge is hidden otherwise)."""
+    try:
+        from . import quality
+    except ImportError:
+        return None
+    return quality if callable(getattr(quality, "assess", None)) else None

@@ -227,19 +227,20 @@ def build_browser(model, dataset, preds, page_size: int):
     from .dashboard_state import Correctness, SortKey
     classes = model.classes or []
     cls_opts = [("any", -1)] + [(c, i) for i, c in enumerate(classes)]
-    small = {"style": {"description_width": "70px"}, "layout": W.Layout(width="200px")}
-    true = _hook(W.Dropdown(options=cls_opts, value=-1, description="true", **small), "ek-filter-true")
-    pred = _hook(W.Dropdown(options=cls_opts, value=-1, description="predicted", **small), "ek-filter-pred")
+    def small():          # a Layout per widget: hiding one must not hide the others
+        return {"style": {"description_width": "70px"}, "layout": W.Layout(width="200px")}
+    true = _hook(W.Dropdown(options=cls_opts, value=-1, description="true", **small()), "ek-filter-true")
+    pred = _hook(W.Dropdown(options=cls_opts, value=-1, description="predicted", **small()), "ek-filter-pred")
     correct = _hook(W.Dropdown(options=[c.value for c in Correctness], value=Correctness.ALL.value,
-                               description="result", **small), "ek-filter-correct")
-    conf = _hook(W.FloatRangeSlider(value=(0.0, 1.0), min=0.0, max=1.0, step=0.01, description="confidence",
+                               description="result", **small()), "ek-filter-correct")
+    conf = _hook(W.FloatRangeSlider(value=(0.0, 1.0), min=0.0, max=1.0, step=0.01, description="conf.",
                                     continuous_update=False, readout_format=".2f",
                                     style={"description_width": "70px"}, layout=W.Layout(width="320px")),
                  "ek-conf-range")
     search = _hook(W.Text(value="", placeholder="search text…", description="search", continuous_update=False,
-                          **small), "ek-search")
+                          **small()), "ek-search")
     sorts = [k.value for k in SortKey if model.task is Task.CLASSIFICATION or "confidence" not in k.value]
-    sort = _hook(W.Dropdown(options=sorts, value=SortKey.INDEX.value, description="sort", **small), "ek-sort")
+    sort = _hook(W.Dropdown(options=sorts, value=SortKey.INDEX.value, description="sort", **small()), "ek-sort")
     classification = model.task is Task.CLASSIFICATION
     for w, show in ((true, classification and dataset.labels is not None), (pred, classification),
                     (correct, classification and dataset.labels is not None), (conf, classification),
@@ -299,16 +300,17 @@ def build_explain_panel(model, specs, default: str):
     export_html = _hook(W.Button(description="HTML", icon="download", layout=W.Layout(width="80px")),
                         "ek-export-html")
     export_link = _hook(W.HTML(""), "ek-export-link")
-    row = dict(layout=W.Layout(align_items="center", flex_flow="row wrap"), _dom_classes=("ek-gap",))
+    def row():
+        return dict(layout=W.Layout(align_items="center", flex_flow="row wrap"), _dom_classes=("ek-gap",))
     return SimpleNamespace(
         method=method, target=target, params=params, explain=explain, auto=auto, progress=progress,
         progress_label=progress_label, cancel=cancel, mode=mode, opacity=opacity, view=view, custom=custom,
         quality=quality, quality_plot=quality_plot, export_png=export_png, export_html=export_html,
-        export_link=export_link, controls=W.HBox([method, target], **row),
-        run_row=W.HBox([explain, auto, progress, progress_label, cancel], **row),
-        view_controls=W.HBox([mode, opacity], **row),
-        quality_row=W.VBox([quality, quality_plot]),
-        export_row=W.HBox([W.HTML("export"), export_png, export_html, export_link], **row))
+        export_link=export_link, controls=W.HBox([method, target], **row()),
+        run_row=W.HBox([explain, auto, progress, progress_label, cancel], **row()),
+        view_controls=W.HBox([mode, opacity], **row()),
+        quality_row=W.VBox([quality, quality_plot], layout=W.Layout(align_items="flex-start")),
+        export_row=W.HBox([W.HTML("export"), export_png, export_html, export_link], **row()))
 
 
 def build_compare_panel(specs, default: str):

@@ -39,6 +39,9 @@ def test_grid_shows_a_page_with_predictions(mnist, mnist_cnn):
     assert it["pred"] == mnist_cnn.classes[int(mnist.predictions.predicted[3])]
     assert 0 < it["conf"] <= 1 and it["correct"] in (True, False)
     assert "page 1 / 3" in mnist.b.page_label.value
+    shown = [w for w in (mnist.b.true, mnist.b.pred, mnist.b.correct, mnist.b.conf, mnist.b.sort)
+             if w.layout.display != "none"]
+    assert len(shown) == 5 and mnist.b.search.layout.display == "none"      # search: text data only
 
 
 def test_filters_sort_and_paging(mnist):

@@ -41,29 +41,46 @@ function render({ model, el }) {
     ctx.imageSmoothingEnabled = false; ctx.drawImage(small, 0, 0, T * cell, T * cell);
   }
 
-  let hover = -1;
+  let hover = -1; let shown = null; let canvases = []; let spans = [];
+  function describe() {
+    const [L, H, T] = model.get("shape"); const tokens = model.get("tokens");
+    const layer = Math.min(model.get("layer"), L - 1); const head = model.get("head");
+    const what = model.get("rollout") ? "rollout over all layers" : (head === "all" ? `layer ${layer}, all ${H} heads` : `layer ${layer}, head ${head}`);
+    info.textContent = `${what} · ${T} tokens · rows attend to columns` + (hover >= 0 ? ` · hovering “${tokens[hover]}”` : "");
+  }
+  // repaint canvases and token colors in place (no DOM rebuild: hovering must not replace the hovered node)
+  function highlight() {
+    const [L, H, T] = model.get("shape"); const tokens = model.get("tokens");
+    for (const [cv, mat, cell] of canvases) paint(cv, mat, T, cell, hover);
+    let rowMax = 1e-12; if (hover >= 0) for (let j = 0; j < T; j++) rowMax = Math.max(rowMax, shown[hover * T + j]);
+    spans.forEach((s, i) => {
+      s.classList.toggle("ek-src", i === hover);
+      const a = hover >= 0 ? shown[hover * T + i] / rowMax : 0;
+      s.style.background = hover >= 0 ? `rgba(8,69,148,${(0.85 * a).toFixed(3)})` : "";
+      s.style.color = a > 0.6 ? "#fff" : "";
+      s.title = hover >= 0 ? `attention from “${tokens[hover]}”: ${shown[hover * T + i].toFixed(4)}` : "hover to see what this token attends to";
+    });
+    describe();
+  }
   function draw() {
     const [L, H, T] = model.get("shape"); const tokens = model.get("tokens");
-    left.replaceChildren(); toks.replaceChildren();
+    left.replaceChildren(); toks.replaceChildren(); canvases = []; spans = [];
     if (!T) { info.textContent = "Select a sample to see its attention."; el.dataset.ekReady = "1"; return; }
     const layer = Math.min(model.get("layer"), L - 1); const head = model.get("head"); const roll = model.get("rollout");
-    const what = roll ? "rollout over all layers" : (head === "all" ? `layer ${layer}, all ${H} heads` : `layer ${layer}, head ${head}`);
-    info.textContent = `${what} · ${T} tokens · rows attend to columns` + (hover >= 0 ? ` · hovering “${tokens[hover]}”` : "");
-    let shown;
     if (head === "all" && !roll) {
       const grid = document.createElement("div"); grid.className = "ek-att-heads";
       grid.style.gridTemplateColumns = `repeat(${Math.min(H, 4)}, auto)`;
       const cell = Math.max(1, Math.floor(170 / T));
       for (let h = 0; h < H; h++) {
         const cv = document.createElement("canvas"); cv.title = `head ${h}`; cv.dataset.ekHead = String(h);
-        paint(cv, matrixFor(layer, String(h)), T, cell, hover); grid.appendChild(cv);
+        canvases.push([cv, matrixFor(layer, String(h)), cell]); grid.appendChild(cv);
       }
       left.appendChild(grid); shown = matrixFor(layer, "mean");
     } else {
       const cell = Math.max(2, Math.floor(400 / T));
       const cv = document.createElement("canvas"); cv.className = "ek-att-matrix";
       shown = matrixFor(layer, roll ? "mean" : head);
-      paint(cv, shown, T, cell, hover);
+      canvases.push([cv, shown, cell]);
       cv.addEventListener("mousemove", (ev) => {
         const r = cv.getBoundingClientRect();
         const i = Math.floor((ev.clientY - r.top) / r.height * T), j = Math.floor((ev.clientX - r.left) / r.width * T);
@@ -71,15 +88,16 @@ function render({ model, el }) {
       });
       left.appendChild(cv);
     }
-    let rowMax = 1e-12; if (hover >= 0) for (let j = 0; j < T; j++) rowMax = Math.max(rowMax, shown[hover * T + j]);
     tokens.forEach((tok, i) => {
-      const s = document.createElement("span"); s.className = "ek-att-token" + (i === hover ? " ek-src" : "");
+      const s = document.createElement("span"); s.className = "ek-att-token";
       s.textContent = tok; s.dataset.ekToken = String(i);
-      if (hover >= 0) { const a = shown[hover * T + i] / rowMax; s.style.background = `rgba(8,69,148,${(0.85 * a).toFixed(3)})`; if (a > 0.6) s.style.color = "#fff"; }
-      s.title = hover >= 0 ? `attention from “${tokens[hover]}”: ${shown[hover * T + i].toFixed(4)}` : "hover to see what this token attends to";
-      s.addEventListener("mouseenter", () => { hover = i; model.set("hovered", i); model.save_changes(); draw(); });
-      toks.appendChild(s); toks.appendChild(document.createTextNode(" "));
+      s.addEventListener("mouseenter", () => {
+        if (hover === i) return;
+        hover = i; model.set("hovered", i); model.save_changes(); highlight();
+      });
+      spans.push(s); toks.appendChild(s); toks.appendChild(document.createTextNode(" "));
     });
+    highlight();
     el.dataset.ekKey = model.get("key"); el.dataset.ekLayer = String(layer); el.dataset.ekHead = head;
     el.dataset.ekRollout = roll ? "1" : "0"; el.dataset.ekReady = "1";
   }

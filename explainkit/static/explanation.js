@@ -32,6 +32,7 @@ function colorOf(s, vmax, mode) {
   return [c[0], c[1], c[2], Math.abs(t)];
 }
 
+const fmtv = (v) => (v === null || v === undefined) ? "—" : Number(v).toPrecision(4).replace(/\.?0+$/, "");
 const fmt = (v) => (v === null || v === undefined) ? "—" : (Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4 ? v.toFixed(4) : v.toExponential(2));
 
 function colorbar(vmax, mode) {
@@ -97,7 +98,7 @@ function drawText(root, p, opacity, mode, vmaxIn, tip) {
 function featRow(name, value, lo, hi, a, b, color, label) {
   const row = document.createElement("div"); row.className = "ek-feat";
   const n = document.createElement("span"); n.className = "ek-feat-name"; n.title = name;
-  n.textContent = name; if (value !== undefined) { const sm = document.createElement("small"); sm.textContent = ` = ${fmt(value)}`; n.appendChild(sm); }
+  n.textContent = name; if (value !== undefined) { const sm = document.createElement("small"); sm.textContent = ` = ${fmtv(value)}`; n.appendChild(sm); }
   const track = document.createElement("div"); track.className = "ek-feat-track";
   const pct = (v) => `${(100 * (v - lo) / ((hi - lo) || 1)).toFixed(2)}%`;
   if (lo < 0 && hi > 0) { const ax = document.createElement("div"); ax.className = "ek-feat-axis"; ax.style.left = pct(0); track.appendChild(ax); }
