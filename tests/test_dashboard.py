@@ -204,7 +204,7 @@ def test_tabular_shap_waterfall(breast_cancer, load_data):
     d = _dash(breast_cancer, load_data("breast-cancer-mlp"), n=40, methods=["kernel_shap", "saliency"],
               quality=False)
     d.method = "kernel_shap"
-    d.set_params(n_samples=200, n_background=10)
+    d.set_params(n_samples=100, n_background=5)
     assert d.wait(60)
     p = d.e.view.payload
     assert p["modality"] == "tabular" and len(p["names"]) == 30 and p["base_value"] is not None
