@@ -39,7 +39,7 @@ _T = {k: _ENV.from_string(v) for k, v in {
                  "{% for m in methods %}{% set i = loop.index0 %}<tr><th>{{ m }}</th>"
                  "{% for v in rho[i] %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>",
 }.items()}
-DEFAULT_METHOD = "integrated_gradients"
+FAST_DEFAULTS = ("integrated_gradients", "saliency", "input_x_gradient", "occlusion")
 
 
 class Dashboard(W.VBox):
@@ -113,7 +113,7 @@ class Dashboard(W.VBox):
     def _build(self) -> None:
         m, names = self.model, [s.name for s in self.specs]
         self.b = build_browser(m, self.dataset, self.predictions, page_size=self.browser.page_size)
-        default = DEFAULT_METHOD if DEFAULT_METHOD in names else names[0]
+        default = next((n for n in FAST_DEFAULTS if n in names), names[0])    # never start on a slow one
         self.e = build_explain_panel(m, self.specs, default)
         self.c = build_compare_panel(self.specs, default)
         self.a = build_attention_panel() if self._has_attention() else None
