@@ -118,7 +118,7 @@ class Quality:
         r = self.randomization
         if r is not None:
             rows.append(("randomization ρ (all layers)", _fmt(r.final_rho) if r.applicable else "n/a",
-                         f"flag if |ρ| > {r.threshold}" if r.applicable else r.reason,
+                         f"flag if ρ > {r.threshold:.2f}" if r.applicable else r.reason,
                          "" if not r.applicable else "✗" if r.flagged else "✓"))
         s = self.stability
         if s is not None:
@@ -204,7 +204,7 @@ def _qualities(model, samples, exps, metrics, *, steps, n_random, n_subsets, ran
 
 
 def assess(exp, model, *, metrics=DEFAULT_METRICS, steps: int = 50, n_random: int = 3, n_subsets: int = 50,
-           randomization_steps: int = 3, stability_runs: int = 3, seed: int = 0, fill=None, sample=None,
+           randomization_steps: int = 2, stability_runs: int = 3, seed: int = 0, fill=None, sample=None,
            registry=None) -> Quality:
     """Trust metrics for one explanation (cheap defaults: a badge in well under a second for small models).
 

@@ -20,7 +20,7 @@ __all__ = ["Curve", "Randomization", "Stability", "rank_corr", "unit_counts", "p
            "faithfulness_correlation", "randomization_check", "stability", "fill_for", "sample_of",
            "FLAG_RHO"]
 
-FLAG_RHO = 0.5      # |Spearman| above this after randomizing every layer: the explanation ignores the model
+FLAG_RHO = 0.5      # Spearman above this after randomizing every layer: the explanation ignores the model
 _TINY = 1e-12
 
 
@@ -46,6 +46,11 @@ class Randomization:
     rho: list = field(default_factory=list)         # Spearman(original, randomized), signed scores
     rho_abs: list = field(default_factory=list)     # the same on |scores|
     threshold: float = FLAG_RHO
+
+    @staticmethod
+    def threshold_for(n_units: int, base: float = FLAG_RHO) -> float:
+        """The flag threshold: ``base``, raised to 2/sqrt(n-1) (two null s.d. of Spearman) for few units."""
+        return max(base, 2.0 / math.sqrt(max(n_units - 1, 1)))
 
     @property
     def final_rho(self) -> float | None:
@@ -269,6 +274,14 @@ def _param_layers(module) -> list[tuple[str, object]]:
     return layers[::-1]
 
 
+def _support(a, b):
+    """The units scored non-zero by either map. Units that are exactly 0 in both (pixels the network
+    cannot see, inputs equal to the baseline) say nothing about the model but tie in the ranks."""
+    a, b = np.ravel(np.asarray(a, float)), np.ravel(np.asarray(b, float))
+    keep = (a != 0) | (b != 0)
+    return (a[keep], b[keep]) if keep.sum() >= 3 else (a, b)
+
+
 def _randomize(layer, seed: int) -> None:
     import torch
 
@@ -310,7 +323,11 @@ def randomization_check(model, samples, exps, *, max_steps: int = 3, seed: int =
     params = dict(exps[0].params)
     targets = [e.target if model.task is Task.CLASSIFICATION else None for e in exps]
     targets = None if any(t is None for t in targets) else targets
-    results = [Randomization(True, threshold=threshold) for _ in range(n)]
+    results = []
+    for e in exps:
+        th = Randomization.threshold_for(int(np.asarray(e.scores).size), threshold)
+        why = "" if th < 1.0 else f"too few units ({np.asarray(e.scores).size}) to tell a model-independent map by rank"
+        results.append(Randomization(True, why, threshold=th))
     done = 0
     for p in points:
         for i in range(done, p):
@@ -320,8 +337,9 @@ def randomization_check(model, samples, exps, *, max_steps: int = 3, seed: int =
         rand = run_explainer(method, twin, samples, targets, seed=int(exps[0].seed or 0), reg=reg, **params)
         for r, e, x in zip(results, exps, rand):
             r.layers.append(names)
-            r.rho.append(rank_corr(e.scores, x.scores))
-            r.rho_abs.append(rank_corr(np.abs(e.scores), np.abs(x.scores)))
+            a, b = _support(e.scores, x.scores)
+            r.rho.append(rank_corr(a, b))
+            r.rho_abs.append(rank_corr(np.abs(a), np.abs(b)))
     return results
 
 

@@ -230,8 +230,9 @@ def test_randomization_leaves_the_users_model_untouched():
     before = {k: v.clone() for k, v in m.module.state_dict().items()}
     h, rng_state = m.weights_hash(), torch.get_rng_state()
     e = ek.explain(m, rows(1)[0], "integrated_gradients")
-    q = e.quality(m, metrics=["randomization"])
+    q = e.quality(m, metrics=["randomization"], randomization_steps=3)
     assert q.randomization.applicable and len(q.randomization.rho) == 2     # two layers: b, then a
+    assert q.randomization.threshold == pytest.approx(2 / 3)               # few units: 2 null s.d.
     assert q.randomization.layers[0] == ["b"] and q.randomization.layers[-1] == ["b", "a"]
     assert m.weights_hash() == h
     for k, v in m.module.state_dict().items():
@@ -262,7 +263,7 @@ def test_model_independent_plugins_are_flagged_and_ig_is_not(mnist_cnn, load_dat
             assert "sanity FAILED" in q.badge()
     exps = run_explainer("integrated_gradients", mnist_cnn, samples, reg=reg, n_steps=32)
     for e, s in zip(exps, samples):
-        q = e.quality(mnist_cnn, metrics=["randomization"], registry=reg)
+        q = e.quality(mnist_cnn, metrics=["randomization"], registry=reg, randomization_steps=3)
         r = q.randomization
         assert not r.flagged and abs(r.final_rho) < 0.3, r
         assert len(r.rho) == 3 and r.layers[-1][-1] == "features.0"   # cascade down to the first conv
