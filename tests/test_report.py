@@ -1,0 +1,227 @@
+"""Reports on the shipped sample models: contents, exports, determinism, cache, selection, escaping, data files."""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import explainkit
+from explainkit import datasets
+from explainkit.cli import main
+from explainkit.errors import ExplainKitError
+
+PAYLOADS = ['<script>alert(1)</script>', '"onerror=alert(1) x="', "</textarea><img src=x onerror=alert(2)>"]
+
+
+class _Audit(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attrs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs.extend(attrs)
+
+
+def assert_self_contained_and_inert(page: str, document: bool = True) -> None:
+    a = _Audit()
+    a.feed(page)
+    assert "script" not in a.tags and "textarea" not in a.tags
+    assert not [k for k, _ in a.attrs if k.startswith("on")], "an event-handler attribute survived"
+    assert all(v.startswith("data:image/png;base64,") for k, v in a.attrs if k in ("src", "href"))
+    assert "url(" not in page and "@import" not in page
+    assert not document or "default-src 'none'" in page       # CSP: the browser fetches and runs nothing
+
+
+@pytest.fixture(scope="module")
+def image_report(mnist_cnn, load_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "mnist.html"
+    rep = explainkit.report(mnist_cnn, load_data("mnist-cnn"), methods=["saliency", "gradcam"], limit=6,
+                            seed=0, out=out, progress=False)
+    return rep, out
+
+
+def test_image_report_contents_and_exports(image_report, mnist_cnn, load_data):
+    rep, out = image_report
+    data = load_data("mnist-cnn")
+    page = out.read_text(encoding="utf-8")
+    assert_self_contained_and_inert(page)
+    idx = json.loads(out.with_suffix(".json").read_text())
+    assert idx == rep.index
+    assert idx["counts"] == {"samples": 6, "explanations": 12, "computed": 12, "cached": 0, "corrupt_recomputed": 0}
+    for name in idx["files"].values():
+        assert (out.parent / name).is_file()
+    assert idx["model"]["weights_sha256"] == mnist_cnn.weights_hash()
+    assert [m["name"] for m in idx["methods"]] == ["saliency", "gradcam"]
+    assert idx["methods"][0]["params"] == {"abs": True} and idx["methods"][0]["plugin"] == "explainkit-builtins"
+    # header, summary, agreement, sections
+    assert mnist_cnn.weights_hash() in page and "Confusion" not in page
+    assert page.count('class="sample') == 6 and page.count('class="ek-exp"') == 12
+    assert "Method agreement" in page and "Global importance" in page
+    # accuracy and confusion matrix match the model's own predictions on the selection
+    probs = mnist_cnn.predict([data.raws[i] for i in range(6)])
+    acc = float((probs.argmax(1) == data.labels[:6]).mean())
+    assert idx["summary"]["accuracy"] == pytest.approx(acc)
+    assert np.trace(np.asarray(idx["summary"]["confusion"])) == round(acc * 6)
+    # exports hold the same numbers as explaining directly
+    with np.load(out.with_suffix(".npz")) as z:
+        assert z["saliency.scores"].shape == (6, 28, 28) and list(z["indices"]) == list(range(6))
+        direct = explainkit.explain(mnist_cnn, data.raws[4], "gradcam")
+        np.testing.assert_allclose(z["gradcam.scores"][4], direct.scores, rtol=1e-4,
+                                   atol=1e-5 * np.abs(direct.scores).max())   # batched vs alone: float noise
+        np.testing.assert_array_equal(z["labels"], data.labels[:6])
+        np.testing.assert_allclose(z["outputs"], probs, rtol=1e-4, atol=1e-9)
+    agree = np.asarray(idx["summary"]["agreement"])
+    assert agree.shape == (2, 2) and np.allclose(np.diag(agree), 1) and -1 <= agree[0, 1] <= 1
+    # the notebook display: summary plus where the full report is
+    nb = rep._repr_html_()
+    assert "Summary" in nb and str(out) in nb and "<h3>#" not in nb
+    assert repr(rep).startswith("<Report 'mnist.html' model='mnist-cnn' n=6 methods=saliency,gradcam")
+    assert rep.attributions("gradcam").shape == (6, 28, 28)
+    assert next(rep.explanations("saliency")).method == "saliency"
+
+
+def test_rerun_is_cached_and_identical_and_corruption_is_recomputed(image_report, mnist_cnn, load_data):
+    rep, out = image_report
+    before = {k: v for k, v in np.load(out.with_suffix(".npz")).items()}
+    rep2 = explainkit.report(mnist_cnn, load_data("mnist-cnn"), methods=["saliency", "gradcam"], limit=6,
+                             seed=0, out=out, progress=False)
+    assert rep2.index["counts"]["computed"] == 0 and rep2.index["counts"]["cached"] == 12
+    after = np.load(out.with_suffix(".npz"))
+    for k, v in before.items():
+        np.testing.assert_array_equal(after[k], v)
+    # damage one entry: it fails its checksum, is recomputed, and the numbers come back the same
+    entry = explainkit.cache.Cache(rep.index["cache_dir"]).path(rep.index["keys"]["gradcam"][2])
+    blob = bytearray(entry.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    entry.write_bytes(bytes(blob))
+    rep3 = explainkit.report(mnist_cnn, load_data("mnist-cnn"), methods=["saliency", "gradcam"], limit=6,
+                             seed=0, out=out, progress=False)
+    assert rep3.index["counts"]["computed"] == 1 and rep3.index["counts"]["corrupt_recomputed"] == 1
+    now = np.load(out.with_suffix(".npz"))["gradcam.scores"]
+    np.testing.assert_array_equal(np.delete(now, 2, 0), np.delete(before["gradcam.scores"], 2, 0))
+    # the recomputed one ran alone instead of in a batch of six: equal up to float rounding
+    np.testing.assert_allclose(now[2], before["gradcam.scores"][2], rtol=1e-4,
+                               atol=1e-5 * np.abs(before["gradcam.scores"][2]).max())
+
+
+def test_selection_rules(mnist_cnn, load_data, tmp_path):
+    from explainkit.report import _predict_all, _select
+
+    data = load_data("mnist-cnn").subset(range(300))
+    out = _predict_all(mnist_cnn, data)
+    wrong, rule = _select("misclassified", mnist_cnn, out, data.labels, None)
+    np.testing.assert_array_equal(wrong, np.flatnonzero(out.argmax(1) != data.labels))
+    assert rule == "misclassified"
+    low, _ = _select("low-confidence", mnist_cnn, out, data.labels, 3)
+    assert len(low) <= 3 and (out[low].max(1) < 0.7).all()
+    assert list(_select("0-3, 7", mnist_cnn, out, data.labels, None)[0]) == [0, 1, 2, 3, 7]
+    for bad, match in (("worst", "Unknown selection"), ("5,900", "out of range")):
+        with pytest.raises(ExplainKitError, match=match):
+            _select(bad, mnist_cnn, out, data.labels, None)
+    with pytest.raises(ExplainKitError, match="positive integer"):
+        _select("all", mnist_cnn, out, data.labels, 0)
+    with pytest.raises(ExplainKitError, match="does not apply"):
+        explainkit.report(mnist_cnn, data, methods=["attention"], out=tmp_path / "x.html", progress=False)
+    with pytest.raises(ExplainKitError, match="no parameter"):
+        explainkit.report(mnist_cnn, data, methods=["occlusion:size=3"], out=tmp_path / "x.html", progress=False)
+
+
+def test_text_report_keeps_tokens_and_offsets(sst2_lstm, load_data, tmp_path):
+    data = load_data("sst2-lstm").subset(range(4))
+    rep = explainkit.report(sst2_lstm, data, methods="saliency,occlusion", out=tmp_path / "t.html", progress=False)
+    page = (tmp_path / "t.html").read_text()
+    with np.load(tmp_path / "t.npz") as z:
+        off = z["occlusion.offsets"]
+        assert len(off) == 5 and off[-1] == len(z["occlusion.scores"])
+        first = explainkit.explain(sst2_lstm, data.raws[1], "occlusion")
+        np.testing.assert_allclose(z["occlusion.scores"][off[1]:off[2]], first.scores, rtol=1e-4,
+                                   atol=1e-5 * np.abs(first.scores).max())
+    assert "<th>token</th>" in page and page.count('class="ek-tok"') == 2 * (off[-1])
+    assert rep.index["arrays"]["occlusion.offsets"].startswith("[n+1]")
+
+
+def test_regression_report_and_csv_data(diabetes, tmp_path):
+    import pandas as pd
+
+    held = datasets.diabetes("heldout").subset(range(8))
+    df = pd.DataFrame(held.raws, columns=held.feature_names)
+    df["target"] = held.labels
+    df = df[df.columns[::-1]]                               # columns in another order than the model's
+    df.to_csv(tmp_path / "diab.csv", index=False)
+    assert main(["report", "--model", str(Path(explainkit.zoo.sample_models_dir()) / "diabetes-mlp"), "--data",
+                 str(tmp_path / "diab.csv"), "--methods", "occlusion", "--select", "misclassified",
+                 "--out", str(tmp_path / "d.html")]) == 0
+    idx = json.loads((tmp_path / "d.json").read_text())
+    pred = diabetes.predict(held.raws)
+    err = np.abs(pred - held.labels)
+    sel = np.flatnonzero(err > err.mean())
+    assert idx["indices"] == sel.tolist()
+    assert idx["summary"]["mae"] == pytest.approx(err[sel].mean(), rel=1e-6)
+    page = (tmp_path / "d.html").read_text()
+    assert "mean absolute error" in page and "disease progression" in page
+
+
+def test_npz_and_mnist_directory_data(mnist_cnn, load_data, tmp_path):
+    from explainkit.datafiles import load_path
+
+    data = load_data("mnist-cnn")
+    np.savez(tmp_path / "few.npz", images=data.raws[:5], labels=data.labels[:5])
+    got = load_path(tmp_path / "few.npz", mnist_cnn)
+    assert len(got) == 5 and got.class_names == mnist_cnn.classes
+    np.testing.assert_array_equal(got.raws, data.raws[:5])
+    shared = Path("/work/shared/data/mnist")
+    if shared.is_dir():
+        d = load_path(shared, mnist_cnn)
+        assert d.modality.value == "image" and len(d) >= 1000
+    with pytest.raises(ExplainKitError, match="No data at"):
+        load_path(tmp_path / "missing.csv", mnist_cnn)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ExplainKitError, match="not a readable"):
+        load_path(tmp_path / "bad.npz", mnist_cnn)
+
+
+def test_every_user_string_is_escaped(breast_cancer, sst2_lstm, tmp_path):
+    held = datasets.breast_cancer("heldout").subset(range(3))
+    evil = explainkit.wrap(breast_cancer.module, modality="tabular", classes=PAYLOADS[:2], name=PAYLOADS[2],
+                           feature_names=[f"{PAYLOADS[i % 3]}{i}" for i in range(30)],
+                           standardize=breast_cancer.standardize)
+    folder = tmp_path / PAYLOADS[0].replace("/", "")
+    folder.mkdir()
+    np.savez(folder / f"{PAYLOADS[1]}.npz", X=held.raws, y=held.labels)
+    rep = explainkit.report(evil, folder / f"{PAYLOADS[1]}.npz", methods=["saliency", "occlusion"],
+                            out=tmp_path / "evil.html", progress=False)
+    page = (tmp_path / "evil.html").read_text()
+    assert_self_contained_and_inert(page)
+    assert_self_contained_and_inert(rep._repr_html_(), document=False)
+    assert "&lt;script&gt;" in page and "&#34;onerror=" in page and "&lt;/textarea&gt;" in page
+    texts = explainkit.datasets.from_texts([" ".join(PAYLOADS), "fine " + PAYLOADS[2]], [0, 1],
+                                           class_names=sst2_lstm.classes, name=PAYLOADS[0])
+    explainkit.report(sst2_lstm, texts, methods=["saliency"], out=tmp_path / "evil_text.html", progress=False)
+    page = (tmp_path / "evil_text.html").read_text()
+    assert_self_contained_and_inert(page)
+    assert page.count("&lt;/textarea&gt;") >= 2 and not re.search(r"<img src=x", page)
+
+
+def test_process_pool_matches_serial(mnist_cnn, load_data, tmp_path):
+    data = load_data("mnist-cnn").subset(range(10))
+    a = explainkit.report(mnist_cnn, data, methods=["saliency"], out=tmp_path / "a.html", progress=False,
+                          batch_size=3)
+    b = explainkit.report("sample:mnist-cnn", data, methods=["saliency"], out=tmp_path / "b.html", progress=False,
+                          batch_size=3, workers=2, cache_dir=tmp_path / "other-cache")
+    assert b.index["counts"]["computed"] == 10 and b.index["executor"]["workers"] == 2
+    # same batches; a worker uses one torch thread, so convolutions may round the last bit differently
+    np.testing.assert_allclose(a.attributions("saliency"), b.attributions("saliency"), rtol=1e-5, atol=1e-9)
+
+
+def test_quality_hook_adds_table_and_badges(mnist_cnn, load_data, tmp_path):
+    data = load_data("mnist-cnn").subset(range(2))
+    rep = explainkit.report(mnist_cnn, data, methods=["gradcam"], out=tmp_path / "q.html", quality=True,
+                            progress=False)
+    page = (tmp_path / "q.html").read_text()
+    assert "Explanation quality" in page and page.count('class="badge"') == 2
+    assert rep.index["quality"]["rows"][0]["method"] == "gradcam"
