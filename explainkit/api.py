@@ -66,7 +66,7 @@ def resolve_model(spec: str):
         return zoo.load_sample(spec.split(":", 1)[1])
     path = Path(spec)
     if not path.exists():
-        names = ", ".join(f"sample:{n}" for n in zoo.sample_names())
+        names = ", ".join(f"sample:{r['name']}" for r in zoo.sample_models())
         raise UnknownNameError(f"No model {spec!r}: not a checkpoint directory or a sample name.",
                                f"pass a checkpoint directory or one of: {names}.")
     return checkpoint.load(path)
