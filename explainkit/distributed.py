@@ -101,22 +101,22 @@ def _run_pool(chunks, model_ref, workers, on_result):
     restarts = 0
     while pending:
         ctx = mp.get_context("spawn")      # fork after torch has started threads can deadlock
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(model_ref,)) as pool:
-            futs = {pool.submit(_pool_task, c): i for i, c in pending.items()}
-            try:
-                for fut in as_completed(futs):
-                    result = fut.result()
-                    pending.pop(futs[fut])
-                    on_result(result)
-            except BrokenProcessPool:
-                restarts += 1
-                if restarts > MAX_POOL_RESTARTS:
-                    from .errors import ExplainKitError
-                    raise ExplainKitError(f"Worker processes died {restarts} times; {len(pending)} chunks left.",
-                                          "check memory limits, or run with --workers 1.") from None
-                for f in futs:
-                    f.cancel()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(model_ref,))
+        futs = {pool.submit(_pool_task, c): i for i, c in pending.items()}
+        try:
+            for fut in as_completed(futs):
+                result = fut.result()
+                pending.pop(futs[fut])
+                on_result(result)
+        except BrokenProcessPool:
+            restarts += 1
+            if restarts > MAX_POOL_RESTARTS:
+                from .errors import ExplainKitError
+                raise ExplainKitError(f"Worker processes died {restarts} times; {len(pending)} chunks left.",
+                                      "check memory limits, or run with --workers 1.") from None
+        finally:            # Ctrl-C or an error: drop the queued chunks instead of waiting for them
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -- Dask ---------------------------------------------------------------------------------------------

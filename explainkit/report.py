@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import platform
 import re
+import sys
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .enums import Modality, Task, _StrEnum
-from .errors import DataError, InputError, ParameterError
+from .errors import DataError, InputError, ParameterError, UnknownNameError
 
 __all__ = ["report", "Report", "Selection", "cli_report"]
 
@@ -102,7 +104,11 @@ def _select(select, model, outputs, labels, limit) -> tuple[np.ndarray, str]:
             raise InputError(f"Index {bad[0]} is out of range for {n} samples.", f"pass indices in 0..{n - 1}.")
         chosen, rule = np.asarray(idx, dtype=np.int64), f"indices {text}"
     else:
-        rule = Selection.parse(text)
+        try:
+            rule = Selection.parse(text)
+        except UnknownNameError:
+            raise UnknownNameError(f"Unknown selection {select!r}.", "use all, misclassified, low-confidence, "
+                                 "or indices such as 1,5,9 or 0-99.") from None
         if rule is Selection.ALL:
             chosen = np.arange(n)
         elif rule is Selection.MISCLASSIFIED:
@@ -167,6 +173,10 @@ def report(model, data="sample", methods=("integrated_gradients",), *, select="a
     model = resolve_model(str(model)) if isinstance(model, (str, Path)) else model
     timings["load_model_s"] = time.perf_counter() - t_start
     view = render.View.parse(view)
+    from .distributed import Executor
+    Executor.parse(executor)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers must be a positive integer; got {workers!r}.", "pass --workers 1 or more.")
     runs = _methods(methods, model, seed)
     if not isinstance(batch_size, int) or batch_size < 1 or not isinstance(max_sections, int) or max_sections < 0:
         raise ParameterError("batch_size must be >= 1 and max_sections >= 0.", "pass batch_size=8, max_sections=100.")
@@ -303,3 +313,14 @@ def cli_report(args) -> int:
 def _dump(path: Path, index: dict) -> None:
     from .cache import atomic_write
     atomic_write(path, json.dumps(index, indent=1, sort_keys=False, default=str))
+
+
+class _ReportModule(types.ModuleType):
+    """Importing ``explainkit.report`` (the module) rebinds the package attribute ``explainkit.report``
+    from the function to this module; calling the module keeps ``explainkit.report(...)`` working."""
+
+    def __call__(self, *args, **kwargs) -> Report:
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _ReportModule

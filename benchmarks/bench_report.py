@@ -1,0 +1,111 @@
+"""Report speed: 100 MNIST samples x {integrated_gradients, gradcam, occlusion} on the shipped mnist-cnn.
+
+Measured in one run, side by side:
+  1. captum, plain loop: one captum call per sample and method (the reference);
+  2. explainkit, batched explainers only (run_explainer on chunks, no rendering);
+  3. explainkit report, --workers 1 (explain + render + statistics + HTML), fresh cache;
+  4. explainkit report, --workers 2, fresh cache;
+  5. the same report resumed with everything cached (target: < 5% of run 3).
+
+Usage: python benchmarks/bench_report.py [--n 100] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ["integrated_gradients", "gradcam", "occlusion"]
+
+
+def captum_loop(model, samples):
+    """Per-sample captum calls with the same settings as the explainkit defaults; per-sample times."""
+    import torch
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+
+    net = model.module
+    ig, cam, occ = IntegratedGradients(net), LayerGradCam(net, model.conv_layer), Occlusion(net)
+    times = {m: [] for m in METHODS}
+    for s in samples:
+        x = s.tensor.unsqueeze(0)
+        base = model.baseline_tensor(s).unsqueeze(0)
+        with torch.no_grad():
+            t = int(net(x).argmax(1))
+        t0 = time.perf_counter()
+        ig.attribute(x, baselines=base, target=t, n_steps=50, method="gausslegendre").detach().numpy()
+        t1 = time.perf_counter()
+        a = cam.attribute(x, target=t, relu_attributions=True)
+        LayerAttribution.interpolate(a, x.shape[-2:], interpolate_mode="bilinear").detach().numpy()
+        t2 = time.perf_counter()
+        occ.attribute(x, sliding_window_shapes=(1, 4, 4), strides=(1, 4, 4), baselines=base,
+                      target=t).detach().numpy()
+        t3 = time.perf_counter()
+        for m, dt in zip(METHODS, (t1 - t0, t2 - t1, t3 - t2)):
+            times[m].append(dt)
+    return times
+
+
+def batched(model, samples, batch=8):
+    from explainkit.registry import run_explainer
+
+    out = {}
+    for m in METHODS:
+        t0 = time.perf_counter()
+        for i in range(0, len(samples), batch):
+            run_explainer(m, model, samples[i:i + batch], seed=0)
+        out[m] = time.perf_counter() - t0
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--out", default=None, help="folder for the reports (default: a temp folder)")
+    args = ap.parse_args()
+
+    import torch
+
+    import explainkit
+    from explainkit import datasets
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="bench-report-"))
+    model = explainkit.load_sample("mnist-cnn")
+    data = datasets.sample_data("mnist").subset(range(args.n))
+    samples = [model.prepare(r, l, i) for i, (r, l) in enumerate(zip(data.raws, data.labels))]
+    print(f"mnist-cnn, {args.n} samples, methods {', '.join(METHODS)}; torch threads {torch.get_num_threads()}")
+    batched(model, samples[:2])                                 # warm-up: imports, first calls
+
+    loop = captum_loop(model, samples)
+    loop_total = {m: sum(v) for m, v in loop.items()}
+    fast = batched(model, samples)
+    print(f"\n{'method':22} {'captum loop s':>14} {'median/sample ms':>17} {'explainkit batched s':>21} {'speed-up':>9}")
+    for m in METHODS:
+        print(f"{m:22} {loop_total[m]:14.2f} {1000 * statistics.median(loop[m]):17.2f} {fast[m]:21.2f}"
+              f" {loop_total[m] / fast[m]:8.2f}x")
+    lt, ft = sum(loop_total.values()), sum(fast.values())
+    print(f"{'all three':22} {lt:14.2f} {'':17} {ft:21.2f} {lt / ft:8.2f}x")
+
+    runs = {}
+    for label, workers, cache in (("report --workers 1 (fresh)", 1, "c1"), ("report --workers 2 (fresh)", 2, "c2"),
+                                  ("report resumed (all cached)", 1, "c1")):
+        t0 = time.perf_counter()
+        rep = explainkit.report("sample:mnist-cnn", data, methods=METHODS, out=out / f"{cache}.html",
+                                cache_dir=out / cache, workers=workers, progress=False)
+        runs[label] = (time.perf_counter() - t0, rep.index)
+    first = runs["report --workers 1 (fresh)"][0]
+    print(f"\n{'report run':30} {'wall s':>8} {'explain s':>10} {'html s':>7} {'computed':>9} {'vs first':>9}")
+    for label, (wall, idx) in runs.items():
+        t, c = idx["timings"], idx["counts"]
+        print(f"{label:30} {wall:8.2f} {t['explain_s']:10.2f} {t['html_s']:7.2f} {c['computed']:9d}"
+              f" {100 * wall / first:8.1f}%")
+    print(f"\nreport vs captum loop (compute only, no rendering): {lt / ft:.2f}x;"
+          f" resumed re-run: {100 * runs['report resumed (all cached)'][0] / first:.1f}% of the first run"
+          f" (target < 5%); reports in {out}")
+
+
+if __name__ == "__main__":
+    main()
