@@ -7,7 +7,7 @@ results and provenance. Runs are interleaved (explainkit, captum, explainkit, ..
 machine hits both alike (the first side alternates); fast methods are timed in rounds of several calls;
 medians are reported. Target: ratio <= 1.10.
 
-    python benchmarks/bench_gradients.py [--family mnist-cnn] [--n 32] [--repeats 7]
+    python benchmarks/bench_gradients.py [--family mnist-cnn] [--n 32] [--repeats 7] [--methods saliency,gradcam]
 """
 from __future__ import annotations
 
@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--family", default="mnist-cnn", help="shipped sample model (default mnist-cnn)")
     ap.add_argument("--n", type=int, default=32, help="samples per batch")
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per side (median reported)")
+    ap.add_argument("--methods", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -122,6 +123,8 @@ def main(argv=None) -> int:
     text = model.modality is explainkit.Modality.TEXT
     inputs, extra = model.collate(samples)
     calls = _captum_calls(model, inputs, extra, text)
+    if args.methods:
+        calls = {k: v for k, v in calls.items() if k in args.methods.split(",")}
 
     def direct(name):
         with torch.no_grad():
