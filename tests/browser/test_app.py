@@ -63,6 +63,9 @@ def test_app_serves_the_dashboard(tmp_path, page, timer):
         page.screenshot(path=str(ARTIFACTS / "app-dashboard.png"), full_page=True)
         assert page.ek_blocked == [], page.ek_blocked        # Voila's CDN font links are removed by the app
         assert not [e for e in page.ek_errors if e.startswith("pageerror")], page.ek_errors
+    except BaseException:
+        print("app log (Voila and kernel stderr):\n" + srv.log.read_text()[-4000:])
+        raise
     finally:
         srv.stop()
         timer.mark("stopped")
