@@ -79,7 +79,9 @@ def test_dashboard_notebook_builds_the_default_dashboard(kernel_env):
     assert len(widget_views(nb)) == 1, "the app notebook displays exactly one widget: the dashboard"
     saved = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     classes = {cls for m in saved.values() for cls in m["state"].get("_dom_classes", [])}
-    assert "ek-dashboard" in classes and "ek-error" not in classes, classes
+    assert "ek-dashboard" in classes, classes
+    errors = [m["state"].get("value") for m in saved.values() if "ek-error" in m["state"].get("_dom_classes", [])]
+    assert errors == [""], errors         # only the dashboard's own error panel, empty
 
 
 def test_dashboard_notebook_reads_the_model_from_the_environment(kernel_env, monkeypatch):
@@ -89,6 +91,7 @@ def test_dashboard_notebook_reads_the_model_from_the_environment(kernel_env, mon
     assert problems(nb) == []
     saved = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     errors = [m["state"]["value"] for m in saved.values() if "ek-error" in m["state"].get("_dom_classes", [])]
+    assert "ek-dashboard" not in {c for m in saved.values() for c in m["state"].get("_dom_classes", [])}
     assert len(errors) == 1 and "no-such-model" in errors[0] and "Fix:" in errors[0], errors
 
 
