@@ -48,7 +48,8 @@ def guarded(model, seed: int | None = None):
     np_state = np.random.get_state() if seed is not None else None
     try:
         with contextlib.ExitStack() as stack:
-            module.eval()
+            if any(mode for _, mode in modes):
+                module.eval()
             stack.enter_context(torch.enable_grad())
             if dev.type == "cuda":      # cuDNN RNNs only backpropagate in training mode
                 stack.enter_context(torch.backends.cudnn.flags(enabled=False))
@@ -59,10 +60,12 @@ def guarded(model, seed: int | None = None):
                 np.random.seed(int(seed) % 2**32)
             yield
     finally:
-        for m, mode in modes:
-            m.training = mode
+        for m, mode in modes:           # nn.Module.__setattr__ is slow: touch only what changed
+            if m.training != mode:
+                m.training = mode
         for p, flag in flags:
-            p.requires_grad_(flag)
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
         if np_state is not None:
             np.random.set_state(np_state)
 
