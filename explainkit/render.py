@@ -16,7 +16,7 @@ import numpy as np
 from .enums import Modality, ResultKind, Task, _StrEnum
 from .errors import ExplainKitError, MissingDependencyError, ParameterError
 
-__all__ = ["View", "colors", "scale", "plot", "waterfall", "to_png", "to_html", "html_page",
+__all__ = ["View", "colors", "scale", "plot", "waterfall", "image_png", "to_png", "to_html", "html_page",
            "figure_png", "data_uri", "template", "header"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -144,8 +144,6 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ParameterError(f"alpha must be in [0, 1]; got {alpha!r}.", "pass alpha=0.7, for example.")
     cax = None
     if ax is None:       # fixed geometry: a layout engine would double the drawing time
         fig = _figure((3.4, 3.0), layout=None)
@@ -157,10 +155,7 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
         grey = img.mean(axis=-1) if img.ndim == 3 else img
         ax.imshow(grey, cmap="gray", vmin=0.0, vmax=max(1.0, float(grey.max(initial=0))), interpolation="nearest")
     vm = scale(s, view) if vmax is None else float(vmax)
-    rgba = _rgba(s, view, vm)
-    # opacity grows with |score| so the input stays visible where the explanation is silent
-    mag = np.abs(_norm(s, view, vm) - (0.5 if view is View.SIGNED else 0.0)) * (2 if view is View.SIGNED else 1)
-    rgba[..., 3] = float(alpha) * np.sqrt(np.clip(mag, 0, 1))
+    rgba = _overlay(s, view, vm, alpha)
     ax.imshow(rgba, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -170,6 +165,38 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
     cb = fig.colorbar(sm, cax=cax) if cax is not None else fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.04)
     cb.ax.tick_params(labelsize=7)
     return fig
+
+
+def _overlay(s, view: View, vm: float, alpha: float) -> np.ndarray:
+    """RGBA heat map whose opacity grows with |score|, so the input stays visible where it is silent."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ParameterError(f"alpha must be in [0, 1]; got {alpha!r}.", "pass alpha=0.7, for example.")
+    rgba = _rgba(s, view, vm)
+    mag = np.abs(_norm(s, view, vm) - (0.5 if view is View.SIGNED else 0.0)) * (2 if view is View.SIGNED else 1)
+    rgba[..., 3] = float(alpha) * np.sqrt(np.clip(mag, 0, 1))
+    return rgba
+
+
+def image_png(exp, view="signed", vmax=None, alpha: float = 0.7, size: int = 224) -> bytes:
+    """The image overlay alone as PNG, composited in numpy (no figure: ~100x faster than plot())."""
+    from PIL import Image
+
+    view = View.parse(view)
+    s = np.asarray(exp.scores, dtype=np.float64)
+    vm = scale(s, view) if vmax is None else float(vmax)
+    over = _overlay(s, view, vm, alpha)
+    if exp.image is not None:
+        img = np.asarray(exp.image, dtype=np.float64)
+        grey = np.clip(img.mean(axis=-1) if img.ndim == 3 else img, 0.0, 1.0)
+    else:
+        grey = np.ones(s.shape[:2])
+    a = over[..., 3:]
+    rgb = grey[..., None] * (1 - a) + over[..., :3] * a
+    k = max(1, int(size) // max(rgb.shape[:2]))
+    rgb = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _plot_text(exp, ax, view, vmax, title, width: int = 64):
@@ -376,6 +403,10 @@ def to_html(exp, view="signed", css: bool = True, **kw) -> str:
     if exp.modality is Modality.TEXT and exp.kind is not ResultKind.ATTENTION:
         vm = scale(exp.scores, view) if vmax is None else float(vmax)
         ctx["pieces"] = _text_pieces(exp, view, vm)
+        ctx["legend"] = _legend(view, vm)
+    elif exp.modality is Modality.IMAGE and exp.kind is not ResultKind.ATTENTION:
+        vm = scale(exp.scores, view) if vmax is None else float(vmax)
+        ctx["image"] = data_uri(image_png(exp, view, vm, alpha=kw.get("alpha", 0.7)))
         ctx["legend"] = _legend(view, vm)
     else:
         ctx["image"] = data_uri(figure_png(plot(exp, view=view, vmax=vmax, **kw)))

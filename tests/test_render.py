@@ -89,6 +89,14 @@ def test_image_overlay_puts_colour_where_the_scores_are(mnist_image):
     assert imread(io.BytesIO(png)).shape[:2] == (300, 340)
     with pytest.raises(Exception, match="alpha"):
         render.plot(exp, alpha=3)
+    # the HTML's figure-free overlay: 8x nearest upscaling, red over the evidence, the input elsewhere
+    px = imread(io.BytesIO(render.image_png(exp, alpha=0.9)))
+    assert px.shape[:2] == (224, 224)
+    r, g, b = px[6 * 8 + 4, 6 * 8 + 4, :3]
+    assert r > 0.3 and r > 2 * b
+    np.testing.assert_allclose(px[20 * 8, 20 * 8, :3], np.round(img[20, 20] * 255) / 255, atol=1 / 255)
+    frag = render.to_html(exp)
+    assert "(signed view)" in frag and frag.count("data:image/png;base64,") == 1
 
 
 def test_text_html_preserves_the_original_text():
