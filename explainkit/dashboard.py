@@ -309,10 +309,12 @@ class Dashboard(W.VBox):
 
         def done(exp):
             self.cache.put(key, exp)
-            if vkey == self.view_key:
-                self._show(exp, vkey)
-                self._status(st.JobState.DONE, exp.timings.get("explain_s", 0) * 1000)
-            self._progress(None)
+            try:
+                if vkey == self.view_key:
+                    self._show(exp, vkey)
+                    self._status(st.JobState.DONE, exp.timings.get("explain_s", 0) * 1000)
+            finally:
+                self._progress(None)
 
         def failed(err):
             self._show_error(method, err)

@@ -299,7 +299,11 @@ class Job:
             self.state = JobState.CANCELLED
             return
         self.state = JobState.DONE
-        self.on_done(result)
+        try:
+            self.on_done(result)
+        except Exception as e:  # noqa: BLE001 - a failing view update must reach the error panel, not vanish
+            self.state = JobState.FAILED
+            self.on_error(e)
 
     _computing = False
 
