@@ -304,3 +304,28 @@ def test_linear_ground_truth(linear, name, params):
         exp = explainkit.explain(model, row, name, target=1, **params)
         want = {"saliency": np.abs(w[1]), "smoothgrad": np.abs(w[1])}.get(name, w[1] * z)
         np.testing.assert_allclose(exp.scores, want, rtol=1e-5, atol=1e-5)
+
+
+def test_black_box_tabular_occlusion_ground_truth(load_data):
+    """A predict-only linear regressor: occluding feature i (fill = background mean) moves f by w_i (x_i - m_i)."""
+    data = load_data("diabetes-mlp")
+    X = np.stack([np.asarray(r, float) for r in data.raws])
+    w = np.linspace(-2.0, 3.0, X.shape[1])
+    box = explainkit.wrap(lambda rows: np.asarray(rows) @ w + 1.0, modality="tabular", task="regression",
+                          feature_names=data.feature_names, background=X[:20])
+    mean = X[:20].mean(axis=0)
+    for exp, row in zip(explainkit.explain(box, X[:3], "occlusion"), X[:3]):
+        np.testing.assert_allclose(exp.scores, w * (row - mean), rtol=1e-9, atol=1e-9)
+        assert exp.extras["output_space"] == "value"
+
+
+# -- the plugin conformance harness -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", DETERMINISTIC + sorted(STOCHASTIC))
+def test_conformance_harness(load_model, name):
+    from explainkit.testing import check_explainer
+
+    tab = load_model("breast-cancer-mlp")
+    box = explainkit.wrap(lambda rows: tab.predict(list(rows)), modality="tabular", classes=tab.classes,
+                          feature_names=tab.feature_names, name="breast-cancer (black box)")
+    models = [load_model(n) for n in ("mnist-cnn", "sst2-transformer")] + [tab, box]
+    check_explainer(name, models=models).raise_on_failure()
