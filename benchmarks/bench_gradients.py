@@ -133,7 +133,8 @@ def main(argv=None) -> int:
 
     rows = []
     for name in calls:
-        sides = {"explainkit": lambda: explainkit.explain(model, samples, name), "captum": lambda: direct(name)}
+        sides = {"explainkit": lambda n=name: explainkit.explain(model, samples, n),
+                 "captum": lambda n=name: direct(n)}
         t0 = time.perf_counter()
         for run in sides.values():                        # warm up both sides (imports, allocator)
             run()

@@ -15,8 +15,8 @@ import numpy as np
 from explainkit import Explainer, Explanation, Modality, Task
 from explainkit.errors import MissingDependencyError
 
-__all__ = ["Saliency", "InputXGradient", "IntegratedGradients", "SmoothGrad", "GradientShap",
-           "captum_attr", "guarded", "Batch", "BASELINE_DEFAULT", "BASELINE_ZERO"]
+__all__ = ["BASELINE_DEFAULT", "BASELINE_ZERO", "Batch", "GradientShap", "InputXGradient", "IntegratedGradients",
+           "Saliency", "SmoothGrad", "captum_attr", "guarded"]
 
 BASELINE_DEFAULT, BASELINE_ZERO = "default", "zero"     # the declared choices of the 'baseline' param
 BASELINE_NOISE = 0.1        # Gradient SHAP: noisy baseline copies use this fraction of the input range
@@ -186,7 +186,7 @@ class _GradientExplainer(Explainer):
 class Saliency(_GradientExplainer):
     """Gradient of the target output with respect to the input (absolute by default)."""
 
-    def _attribute(self, ca, batch, *, seed=0, abs=True):  # noqa: A002 - the declared name
+    def _attribute(self, ca, batch, *, seed=0, abs=True):  # 'abs' is the declared name
         model = batch.model
         if batch.text:
             method = ca.LayerGradientXActivation(model.forward, model.embedding_layer, multiply_by_inputs=False)

@@ -24,7 +24,7 @@ PER_EVAL_ROWS = 512         # rows per forward pass: perturbations_per_eval = ro
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
     """Window offsets along one axis, as captum places them (the last window may be clipped)."""
-    return [i * stride for i in range(int(math.ceil((size - window) / stride)) + 1)]
+    return [i * stride for i in range(math.ceil((size - window) / stride) + 1)]
 
 
 class Occlusion(Explainer):
