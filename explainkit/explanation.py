@@ -1,7 +1,6 @@
 """The one result type every explainer returns and every view reads."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile

@@ -17,7 +17,7 @@ import numpy as np
 
 from .enums import _StrEnum
 from .errors import InputError, NotApplicableError, ParameterError, UnknownNameError
-from .quality_metrics import (FLAG_RHO, Curve, Randomization, Stability, fill_for, faithfulness_correlation,
+from .quality_metrics import (Curve, Randomization, Stability, fill_for, faithfulness_correlation,
                               perturbation_curves, randomization_check, rank_corr, sample_of, stability)
 
 __all__ = ["Metric", "Quality", "Evaluation", "Agreement", "assess", "evaluate", "agreement", "cli_evaluate",
