@@ -73,7 +73,7 @@ def pack(exp, html: str | None = None) -> bytes:
     if html is not None:
         arrays["__html__"] = np.frombuffer(html.encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez(buf, **arrays)          # uncompressed: reading back is ~2x faster; the PNGs are compressed
     payload = buf.getvalue()
     return MAGIC + hashlib.sha256(payload).digest() + payload
 

@@ -30,14 +30,18 @@ def _load(cache, key, model, data, index, run, view):
     return exp, html
 
 
-def _aggregate(runs, keys, indices, cache, model, data, npz, view):
+def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap):
     from .report_stats import Agreement, Importance
 
     imp = {r.name: Importance(model.modality) for r in runs}
     agree = Agreement([r.name for r in runs])
     offsets = {r.name: [0] for r in runs}
+    fragments = {}                     # the first `cap` samples' HTML, so sections need not re-read the cache
     for pos, idx in enumerate(indices):
-        exps = [_load(cache, keys[m][pos], model, data, idx, r, view)[0] for m, r in enumerate(runs)]
+        hits = [_load(cache, keys[m][pos], model, data, idx, r, view) for m, r in enumerate(runs)]
+        exps = [e for e, _ in hits]
+        if pos < cap:
+            fragments.update({(pos, r.name): h for r, (_, h) in zip(runs, hits) if h is not None})
         for r, e in zip(runs, exps):
             imp[r.name].add(e)
             s = np.asarray(e.scores, dtype=np.float32)
@@ -49,7 +53,7 @@ def _aggregate(runs, keys, indices, cache, model, data, npz, view):
             if e.base_value is not None:
                 npz.append(f"{r.name}.base_value", np.float64(e.base_value))
         agree.add(exps)
-    return imp, agree, offsets
+    return imp, agree, offsets, fragments
 
 
 def _quality(runs, keys, indices, cache, model, data, view, limit):
@@ -122,7 +126,7 @@ def _prediction_view(model, output, label) -> dict:
                       for k in order]}
 
 
-def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badges):
+def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badges, fragments):
     """Per-sample sections, generated one at a time while the template streams to disk."""
     from . import render
 
@@ -131,8 +135,9 @@ def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badge
         label = None if data.labels is None else data.labels[idx].item()
         views = []
         for m, r in enumerate(runs):
-            exp, html = _load(cache, keys[m][pos], model, data, idx, r, view)
+            html = fragments.pop((pos, r.name), None)
             if html is None:                       # computed by a run with a smaller section cap
+                exp, _ = _load(cache, keys[m][pos], model, data, idx, r, view)
                 from .cache import pack
                 html = render.to_html(exp, view=view, css=False)
                 cache.write(keys[m][pos], pack(exp, html))
@@ -153,7 +158,7 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
     npz_path, json_path = out.with_suffix(".npz"), out.with_suffix(".json")
     npz = NpzStream(npz_path)
     try:
-        imp, agree, offsets = _aggregate(runs, keys, indices, cache, model, data, npz, view)
+        imp, agree, offsets, fragments = _aggregate(runs, keys, indices, cache, model, data, npz, view, max_sections)
         sel_out = outputs[indices]
         extra = {"indices": np.asarray(indices, dtype=np.int64),
                  "outputs": np.asarray(sel_out, dtype=np.float64)}
@@ -192,7 +197,7 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
         "executor": executor}
 
     t = time.perf_counter()
-    sections = _sections(runs, keys, indices, cache, model, data, outputs, view, max_sections, badges)
+    sections = _sections(runs, keys, indices, cache, model, data, outputs, view, max_sections, badges, fragments)
     tmp = out.with_name(f".{out.name}.part")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
