@@ -27,6 +27,8 @@ ENTRY_POINT_GROUP = "explainkit.explainers"
 BUILTIN_DISTRIBUTION = "explainkit-builtins"
 ENV_NO_AUTOLOAD = "EXPLAINKIT_DISABLE_PLUGIN_AUTOLOAD"   # "1": load only the built-in distribution
 ENV_BLOCK = "EXPLAINKIT_BLOCK_PLUGINS"                    # comma-separated explainer or distribution names
+# keyword names explainkit.explain() and Explainer.explain() use themselves
+RESERVED_PARAMS = frozenset({"seed", "method", "target", "targets", "model", "samples", "x", "reg"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "choice": str}
 
@@ -135,9 +137,11 @@ class ExplainerSpec:
         if not all(isinstance(p, Param) for p in params):
             raise PluginError(f"Explainer {self.name!r}: params must be Param objects.", "use explainkit.Param(...).")
         names = [p.name for p in params]
-        if len(set(names)) != len(names) or "seed" in names:
+        clash = sorted(set(names) & RESERVED_PARAMS)
+        if len(set(names)) != len(names) or clash:
             raise PluginError(f"Explainer {self.name!r}: duplicate or reserved parameter name in {names}.",
-                              "give each parameter a unique name; 'seed' is passed by explainkit itself.")
+                              f"give each parameter a unique name, none of {sorted(RESERVED_PARAMS)} "
+                              "(explainkit passes those itself).")
         for p in params:
             try:
                 p.validate(p.default, self.name)
@@ -394,3 +398,14 @@ def cli_plugins(args) -> int:
 
 
 from .runner import run_explainer  # noqa: E402  (re-exported: part of the contract)
+
+
+class _RegistryModule(__import__("types").ModuleType):
+    """Importing ``explainkit.registry`` (the module) rebinds the package attribute ``explainkit.registry``
+    from the function to this module; calling the module keeps ``explainkit.registry()`` working."""
+
+    def __call__(self, refresh: bool = False) -> Registry:
+        return registry(refresh)
+
+
+__import__("sys").modules[__name__].__class__ = _RegistryModule
