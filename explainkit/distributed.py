@@ -50,6 +50,7 @@ class Chunk:
 
 
 def _one_thread() -> None:
+    import explainkit.adapters  # noqa: F401 - load the adapters before a pickled model arrives
     try:
         import torch
         torch.set_num_threads(1)
@@ -84,8 +85,9 @@ def _init_worker(model_ref) -> None:
     if kind == "spec":
         from .api import resolve_model
         _WORKER_MODEL = resolve_model(value)
-    else:
-        _WORKER_MODEL = value
+    else:                      # pickled bytes, loaded here after the adapters module (see _one_thread)
+        import pickle
+        _WORKER_MODEL = pickle.loads(value)
 
 
 def _pool_task(chunk: Chunk):
@@ -179,4 +181,7 @@ def run_chunks(chunks: list, model, model_ref, *, executor="local", workers: int
         for c in chunks:
             on_result(compute_chunk(model, c))
     else:
+        if model_ref[0] != "spec":
+            import pickle
+            model_ref = ("pickle", pickle.dumps(model_ref[1]))
         _run_pool(chunks, model_ref, min(workers, len(chunks)), on_result)

@@ -169,7 +169,7 @@ def report(model, data="sample", methods=("integrated_gradients",), *, select="a
 
     t_start = time.perf_counter()
     timings = {}
-    model_ref = ("spec", model) if isinstance(model, (str, Path)) else ("object", model)
+    model_ref = ("spec", str(model)) if isinstance(model, (str, Path)) else ("object", model)
     model = resolve_model(str(model)) if isinstance(model, (str, Path)) else model
     timings["load_model_s"] = time.perf_counter() - t_start
     view = render.View.parse(view)
