@@ -20,7 +20,7 @@ from .enums import Capability, Modality, Task
 from .errors import InputError, ModelError, ShapeError, TargetError, TextLengthWarning, ValueRangeError
 from .samples import Sample
 
-__all__ = ["ModelAdapter", "TorchModel", "FunctionModel", "wrap"]
+__all__ = ["ModelAdapter", "TorchModel", "FunctionModel", "wrap"]  # noqa: F822 - lazy, see __getattr__
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -255,7 +255,13 @@ class ModelAdapter:
                                   f"pass an index in 0..{self.n_outputs - 1} ({names}).")
 
 
-# The concrete adapters live in their own modules; re-exported here, where users look for them.
-from .blackbox import FunctionModel  # noqa: E402
-from .torch_model import TorchModel  # noqa: E402
-from .wrapping import wrap  # noqa: E402
+# The concrete adapters live in their own modules; re-exported here (lazily, so that importing any of
+# those modules first never meets a half-initialised one).
+_CONCRETE = {"FunctionModel": "blackbox", "TorchModel": "torch_model", "wrap": "wrapping"}
+
+
+def __getattr__(name: str):
+    if name in _CONCRETE:
+        import importlib
+        return getattr(importlib.import_module(f".{_CONCRETE[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -74,11 +74,9 @@ def resolve_model(spec: str):
 
 def resolve_data(spec: str, model):
     """'sample' (shipped data for the model), an MNIST directory, a TSV/CSV file or an .npz file."""
-    from . import datasets
+    from .datafiles import load_data
 
-    if spec in (None, "", "sample"):
-        return datasets.sample_data(model.config.get("family") or model.modality.value)
-    return datasets.load_path(spec, model)
+    return load_data("sample" if spec in (None, "") else spec, model)
 
 
 def parse_params(pairs: list[str]) -> dict:

@@ -24,8 +24,7 @@ def load_data(spec, model):
         return spec
     if str(spec).startswith("sample:"):
         return datasets.sample_data(str(spec))
-    loader = getattr(datasets, "load_path", None)      # the datasets module's own loader, once it has one
-    return loader(spec, model) if loader is not None else load_path(spec, model)
+    return load_path(spec, model)
 
 
 def load_path(spec, model):

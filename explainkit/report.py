@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .enums import Modality, Task, _StrEnum
+from .enums import Task, _StrEnum
 from .errors import DataError, InputError, ParameterError, UnknownNameError
 
 __all__ = ["report", "Report", "Selection", "cli_report"]
