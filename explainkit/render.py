@@ -380,7 +380,7 @@ def _text_pieces(exp, view: View, vmax) -> list[dict]:
             a, b = int(offsets[i][0]), int(offsets[i][1])
             if a > pos:
                 pieces.append({"gap": text[pos:a]})
-            tok, pos = text[a:b], b
+            tok, pos = text[a:b] or tok, max(pos, b)     # zero-width specials ([CLS]) show their name
         elif i:
             pieces.append({"gap": " "})
         c = rgba[i]
