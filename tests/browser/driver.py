@@ -8,8 +8,10 @@ from playwright.sync_api import expect
 
 _STATE_DONE = re.compile(r"state=(done|cached)")
 
-KERNEL_READY_JS = """() => {
+KERNEL_READY_JS = """(name) => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  // Lab restores earlier tabs: the current widget must be THIS notebook, not one opened before it
+  if (!w || !w.context || !w.context.path.endsWith(name)) return false;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return !!(w && w.sessionContext.isReady && k && k.status === 'idle' && k.connectionStatus === 'connected');
 }"""
@@ -53,12 +55,27 @@ def open_notebook(page, server, name: str):
     expect(nb.locator(".jp-Cell").first).to_be_visible(timeout=90_000)
     # not the toolbar circle: it reads 'idle' before the kernel exists
     expect(page.locator(".jp-StatusBar-Item", has_text="Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
-    page.wait_for_function(KERNEL_READY_JS, timeout=90_000)
+    page.wait_for_function(KERNEL_READY_JS, arg=name, timeout=90_000)
     return nb
 
 
+# the first code cell has been queued or run (its prompt shows [*] or a number)
+STARTED_JS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  return !!w && w.content.widgets.some((c) => c.model.type === 'code' &&
+      (c.model.executionCount !== null || c.node.querySelector('.jp-InputPrompt')?.textContent.includes('*')));
+}"""
+
+
 def run_all(page, nb, timeout_ms: int = 180_000):
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    for attempt in range(3):      # under load the command can land before the panel is wired; retry
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        try:
+            page.wait_for_function(STARTED_JS, timeout=20_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright TimeoutError: nothing started yet
+            if attempt == 2:
+                raise
     expect(nb.locator(".jp-OutputArea-output", has_text="ALL CELLS DONE")).to_be_visible(timeout=timeout_ms)
     errors = nb.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                         has_text="Traceback")
