@@ -42,6 +42,9 @@ _T = {k: _ENV.from_string(v) for k, v in {
 FAST_DEFAULTS = ("integrated_gradients", "saliency", "input_x_gradient", "occlusion")
 
 
+INITIAL_WAIT_S = 30.0     # the first explanation is awaited this long at construction
+
+
 class Dashboard(W.VBox):
     """Browse a data set's predictions and explain any sample with any applicable explainer."""
 
@@ -79,6 +82,10 @@ class Dashboard(W.VBox):
         first = self.browser.page_indices()
         if first:
             self.select(first[0])
+            # The first explanation finishes before the widget is displayed, so its state is part of the
+            # initial render: in Voila, updates sent while the page is still connecting can be lost.
+            if self.job is not None:
+                self.job.join(INITIAL_WAIT_S)
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
