@@ -42,13 +42,8 @@ def _cli(*args, env=None, cwd=None):
 
 @pytest.fixture
 def sample(load_model):
-    """sample('mnist-cnn') -> the shipped model, or a skip while the checkpoints are not there yet."""
-    def _get(name):
-        try:
-            return load_model(name)
-        except UnknownNameError:
-            pytest.skip(f"sample model {name} not shipped yet")
-    return _get
+    """sample('mnist-cnn') -> the shipped model (a missing checkpoint fails the test)."""
+    return load_model
 
 
 # -- fake entry points (what importlib.metadata yields) --------------------------------------------
