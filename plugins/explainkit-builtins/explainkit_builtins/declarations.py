@@ -40,7 +40,7 @@ INTEGRATED_GRADIENTS = ExplainerSpec(
                   choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
                            "riemann_middle"), help="Integral approximation (captum's 'method')."),
             Param("internal_batch_size", "int", 0, min=0, max=100000,
-                  help="Steps evaluated per forward pass (0: all at once)."),
+                  help="Steps evaluated per forward pass (0: automatic, about 64 inputs per pass)."),
             _BASELINE))
 
 SMOOTHGRAD = ExplainerSpec(
