@@ -162,7 +162,7 @@ class TorchModel(ModelAdapter):
         with torch.no_grad():
             return self.to_output(self.forward(inputs, *extra))
 
-    def predict_tensor(self, inputs, *extra, batch_size: int = 512) -> np.ndarray:
+    def predict_tensor(self, inputs, *extra, batch_size: int = 128) -> np.ndarray:
         """Batched no-grad prediction on model-ready tensors: probabilities or values."""
         import torch
 
@@ -205,7 +205,7 @@ class TorchModel(ModelAdapter):
         xs = km * x + (1 - km) * base
         return self.predict_tensor(xs.to(self.device))
 
-    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int = 512):
+    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int = 128):
         """Batched ``predict_masked`` over many samples; identical masked copies are evaluated once.
 
         Two masks of a sample give the same input when they differ only on units already equal to
