@@ -186,15 +186,19 @@ def report(model, data="sample", methods=("integrated_gradients",), *, select="a
         raise DataError(f"The data is {data.modality.value} but the model takes {model.modality.value}.",
                         "pass data of the model's modality.")
     timings["load_data_s"] = time.perf_counter() - t
+    out = Path(out)
+    if out.suffix.lower() != ".html":
+        out = out.with_suffix(".html")
+    fingerprint = _fingerprint(model, data, runs, select, limit, view, max_sections, quality)
+    current = _up_to_date(out, fingerprint, t_start, timings)
+    if current is not None:          # nothing changed since the last complete run: nothing to redo
+        return current
     t = time.perf_counter()
     outputs = _predict_all(model, data)
     labels = data.labels
     indices, rule = _select(select, model, outputs, labels, limit)
     timings["predict_s"] = time.perf_counter() - t
 
-    out = Path(out)
-    if out.suffix.lower() != ".html":
-        out = out.with_suffix(".html")
     out.parent.mkdir(parents=True, exist_ok=True)
     cache = Cache(Path(cache_dir) if cache_dir else out.parent / ".explainkit-cache")
     model_hash = model.weights_hash()
@@ -229,10 +233,85 @@ def report(model, data="sample", methods=("integrated_gradients",), *, select="a
               "computed": done["n"], "cached": int(len(indices) * len(runs) - todo), "corrupt_recomputed": cache.corrupt}
 
     from .report_build import build
-    return build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
+    rep = build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
                  outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
                  timings=timings, counts=counts, t_start=t_start,
                  executor={"executor": str(executor), "workers": int(workers), "address": address})
+    _seal(rep, fingerprint)
+    return rep
+
+
+def _fingerprint(model, data, runs, select, limit, view, max_sections, quality) -> str:
+    """What a report depends on: model weights, every input and label, selection, methods and options."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": model.weights_hash(), "select": str(select), "limit": limit,
+                         "methods": [[r.name, r.params, r.seed, r.versions] for r in runs],
+                         "view": str(view), "sections": max_sections, "quality": bool(quality),
+                         "format": "explainkit-report/1"}, sort_keys=True, default=str).encode())
+    for raw in data.raws:
+        h.update(raw.encode("utf-8") if isinstance(raw, str) else np.ascontiguousarray(raw).tobytes())
+    if data.labels is not None:
+        h.update(np.ascontiguousarray(data.labels).tobytes())
+    return h.hexdigest()
+
+
+def _file_sha(path: Path) -> str | None:
+    import hashlib
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _seal(rep: "Report", fingerprint: str) -> None:
+    """Record the fingerprint and the written files' hashes in the JSON index (for up-to-date checks)."""
+    rep.index["fingerprint"] = fingerprint
+    rep.index["sha256"] = {"html": _file_sha(rep.path), "attributions": _file_sha(rep.npz_path)}
+    rep.index["summary_view"] = rep._summary
+    rep.index["entry_stats"] = _entry_stats(rep.index)
+    _dump(rep.json_path, rep.index)
+
+
+def _entry_stats(index: dict) -> list | None:
+    """(size, mtime) of every cache entry behind the report: a damaged or rewritten one forces a rebuild,
+    which re-verifies every checksum."""
+    from .cache import Cache
+
+    cache = Cache(index["cache_dir"])
+    stats = []
+    for keys in index["keys"].values():
+        for k in keys:
+            try:
+                st = cache.path(k).stat()
+            except OSError:
+                return None
+            stats.append([st.st_size, st.st_mtime_ns])
+    return stats
+
+
+def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "Report | None":
+    """The existing report, if it was written for exactly these inputs and its files are intact."""
+    json_path = out.with_suffix(".json")
+    try:
+        index = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("fingerprint") != fingerprint:
+        return None
+    sha = index.get("sha256") or {}
+    if sha.get("html") is None or sha.get("html") != _file_sha(out) or \
+            sha.get("attributions") != _file_sha(out.parent / index["files"]["attributions"]):
+        return None
+    recorded = index.get("entry_stats")
+    if recorded is None or recorded != _entry_stats(index):
+        return None
+    n = int(index["counts"]["explanations"])
+    index["counts"] = {**index["counts"], "computed": 0, "cached": n, "corrupt_recomputed": 0, "up_to_date": True}
+    index["timings"] = {**timings, "explain_s": 0.0, "total_s": time.perf_counter() - t_start}
+    _dump(json_path, index)
+    return Report(out, index, index.get("summary_view") or {})
 
 
 def _progress(total: int, enabled: bool):

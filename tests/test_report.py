@@ -225,3 +225,22 @@ def test_quality_hook_adds_table_and_badges(mnist_cnn, load_data, tmp_path):
     page = (tmp_path / "q.html").read_text()
     assert "Explanation quality" in page and page.count('class="badge"') == 2
     assert rep.index["quality"]["rows"][0]["method"] == "gradcam"
+
+
+def test_unchanged_rerun_reuses_the_report_and_any_change_rebuilds_it(mnist_cnn, load_data, tmp_path):
+    data = load_data("mnist-cnn").subset(range(40))
+    kw = dict(methods=["saliency", "gradcam"], limit=5, seed=0, out=tmp_path / "r.html", progress=False)
+    first = explainkit.report(mnist_cnn, data, **kw)
+    html = first.path.read_bytes()
+    again = explainkit.report(mnist_cnn, data, **kw)
+    assert again.index["counts"].get("up_to_date") and again.index["counts"]["computed"] == 0
+    assert again.path.read_bytes() == html and again._repr_html_() == first._repr_html_()
+    # an edited report file is rebuilt from the cache, not trusted
+    first.path.write_bytes(html.replace(b"</body>", b"<p>edited</p></body>"))
+    rebuilt = explainkit.report(mnist_cnn, data, **kw)
+    assert not rebuilt.index["counts"].get("up_to_date") and b"edited" not in rebuilt.path.read_bytes()
+    # different inputs (one changed label) or options never reuse the old report
+    changed = data.subset(range(40))
+    changed.labels[0] = (changed.labels[0] + 1) % 10
+    assert not explainkit.report(mnist_cnn, changed, **kw).index["counts"].get("up_to_date")
+    assert explainkit.report(mnist_cnn, data, **{**kw, "limit": 4}).index["counts"]["samples"] == 4
