@@ -309,7 +309,7 @@ def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "
         return None
     n = int(index["counts"]["explanations"])
     index["counts"] = {**index["counts"], "computed": 0, "cached": n, "corrupt_recomputed": 0, "up_to_date": True}
-    index["timings"] = {**timings, "explain_s": 0.0, "total_s": time.perf_counter() - t_start}
+    index["timings"] = {**timings, "explain_s": 0.0, "html_s": 0.0, "total_s": time.perf_counter() - t_start}
     _dump(json_path, index)
     return Report(out, index, index.get("summary_view") or {})
 
