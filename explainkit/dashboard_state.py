@@ -11,11 +11,10 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
-from .enums import Modality, Task
+from .enums import Modality, Task, _StrEnum
 from .errors import DataError, InputError
 
 __all__ = ["Correctness", "SortKey", "ViewMode", "JobState", "Predictions", "Browser",
@@ -23,9 +22,7 @@ __all__ = ["Correctness", "SortKey", "ViewMode", "JobState", "Predictions", "Bro
            "rollout", "Cancelled", "shared_scale", "as_dataset", "with_scores", "quality_module"]
 
 
-class _Choice(str, Enum):
-    def __str__(self) -> str:
-        return self.value
+_Choice = _StrEnum          # str-valued choices shown in the UI (one enum base for the package)
 
 
 class Correctness(_Choice):

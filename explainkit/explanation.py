@@ -1,9 +1,8 @@
 """The one result type every explainer returns and every view reads."""
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,18 +153,11 @@ class Explanation:
         meta["class"] = type(self).__name__
         arrays = {k: np.asarray(v) for k, v in self.__dict__.items() if k in _ARRAYS and v is not None}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        from .cache import atomic_write
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path) -> "Explanation":
