@@ -162,7 +162,7 @@ def _rows(order: np.ndarray, counts: np.ndarray, insert: bool) -> np.ndarray:
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     top = rank[None, :] < counts[:, None]         # [S+1, U]: unit among the first k
-    return (top if insert else ~top).astype(np.float32)
+    return top if insert else ~top                # boolean keep flags
 
 
 def _track(out: np.ndarray, target: int, task) -> np.ndarray:
@@ -188,6 +188,7 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
     """
     fills = [None] * len(samples) if fills is None else list(fills)
     kinds = (False, True) if insertion else (False,)
+    regression = model.task is Task.REGRESSION
     out: list[dict] = []
     for lo in range(0, len(samples), chunk):
         ss, es, fs = samples[lo:lo + chunk], exps[lo:lo + chunk], fills[lo:lo + chunk]
@@ -195,27 +196,28 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
         for s, e in zip(ss, es):
             n = int(np.asarray(e.scores).size)
             counts = unit_counts(n, steps)
-            full_none = np.stack([np.ones(n, np.float32), np.zeros(n, np.float32)])
             rng = np.random.default_rng([int(seed), int(e.sample_index or 0)])
             perms = [rng.permutation(n) for _ in range(n_random)]
             plans.append((n, counts, perms))
-            keeps.append(full_none)       # the endpoints, to rank regression units by the output change
-        ends = model.predict_masked_many(ss, keeps, fills=fs)
+            # the endpoints, to rank regression units by the output change
+            keeps.append(np.stack([np.ones(n, bool), np.zeros(n, bool)]))
+        # Classification needs no separate pass: the deletion curve's first row is the full input.
+        ends = model.predict_masked_many(ss, keeps, fills=fs) if regression else [None] * len(ss)
         keeps = []
         for (n, counts, perms), s, e, end in zip(plans, ss, es, ends):
             direction = 1.0
-            if model.task is Task.REGRESSION:
+            if regression:
                 direction = 1.0 if float(end[0]) >= float(end[1]) else -1.0
             order = _order(np.asarray(e.scores, float), direction)
             rows = [_rows(o, counts, ins) for ins in kinds for o in [order] + perms]
             keeps.append(np.concatenate(rows))
         outs = model.predict_masked_many(ss, keeps, fills=fs)
         for (n, counts, perms), s, e, end, o in zip(plans, ss, es, ends, outs):
-            probs = end[0] if model.task is Task.CLASSIFICATION else None
+            probs = None if regression else o[0]             # deletion, nothing removed yet
             t = target_of(e, model, probs)
             y = _track(o, t, model.task)
             note = ""
-            if model.task is Task.REGRESSION:
+            if regression:
                 f_full, f_base = float(end[0]), float(end[1])
                 span = f_full - f_base
                 if abs(span) <= 1e-6 * (1.0 + abs(f_full)):

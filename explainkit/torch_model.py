@@ -13,6 +13,8 @@ from .samples import Sample
 
 __all__ = ["TorchModel"]
 
+INCREMENTAL_MIN_COPIES = 8      # distinct masked copies per sample before incremental inference pays
+
 
 class TorchModel(ModelAdapter):
     """A torch ``nn.Module`` wrapped with its preprocessing and capabilities."""
@@ -20,7 +22,7 @@ class TorchModel(ModelAdapter):
     def __init__(self, module, *, modality, task, classes=None, feature_names=None, name="model",
                  config=None, input_shape=None, tokenizer=None, normalize=None, standardize=None,
                  target_name=None, embedding_layer=None, conv_layer=None, attention_fn=None,
-                 pooling: str = "mean"):
+                 pooling: str = "mean", channels_last: bool | None = None):
         import torch
 
         super().__init__(modality=modality, task=task, classes=classes, feature_names=feature_names,
@@ -48,6 +50,12 @@ class TorchModel(ModelAdapter):
             caps.add(Capability.CONV_LAYER)
         self.capabilities = frozenset(caps)
         self._hash = None
+        # No-grad predictions of a CPU conv net run on channels-last inputs (oneDNN's fast layout for
+        # convolutions and pooling). None: try it, and fall back for good if the module rejects it.
+        auto = self.modality is Modality.IMAGE and self._conv is not None
+        self._channels_last = (None if auto else False) if channels_last is None else bool(channels_last)
+        self._incremental = None if auto else False      # engine, False (not eligible), None (untried)
+        self._incremental_checked = False
 
     # -- discovery of layers ---------------------------------------------------------------------
     def _find_embedding(self):
@@ -139,7 +147,11 @@ class TorchModel(ModelAdapter):
 
     def forward(self, inputs, *extra):
         """Differentiable raw output ``[N,K]`` (logits; ``[N,1]`` for regression)."""
-        out = self.module(inputs, *extra)
+        return self._logits(self.module(inputs, *extra))
+
+    @staticmethod
+    def _logits(out):
+        """The module's output as ``[N,K]``: first of a tuple, ``.logits`` of a model output."""
         if isinstance(out, (tuple, list)):
             out = out[0]
         if hasattr(out, "logits"):
@@ -156,21 +168,47 @@ class TorchModel(ModelAdapter):
         return arr[:, 0]
 
     def _predict_samples(self, samples):
+        inputs, extra = self.collate(samples)
+        return self.predict_tensor(inputs, *extra)
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Rows per no-grad forward pass: 64 images (conv activations stay in cache), else 128."""
+        return 64 if self.modality is Modality.IMAGE else 128
+
+    def _forward_eval(self, inputs, *extra):
+        """``forward`` for no-grad predictions, on channels-last inputs where that layout is enabled.
+
+        The layout changes no value beyond float rounding (~1e-6). A module that cannot take it (for
+        example one that calls ``.view`` on a conv activation) raises on the first try; that model
+        then uses the default layout for good.
+        """
         import torch
 
-        inputs, extra = self.collate(samples)
-        with torch.no_grad():
-            return self.to_output(self.forward(inputs, *extra))
+        if self._channels_last is False or inputs.dim() != 4 or not inputs.is_floating_point() \
+                or inputs.device.type != "cpu":
+            return self.forward(inputs, *extra)
+        fast = torch.empty_like(inputs, memory_format=torch.channels_last).copy_(inputs)
+        if self._channels_last:
+            return self.forward(fast, *extra)
+        try:
+            out = self.forward(fast, *extra)
+        except RuntimeError:
+            self._channels_last = False
+            return self.forward(inputs, *extra)
+        self._channels_last = True
+        return out
 
-    def predict_tensor(self, inputs, *extra, batch_size: int = 128) -> np.ndarray:
+    def predict_tensor(self, inputs, *extra, batch_size: int | None = None) -> np.ndarray:
         """Batched no-grad prediction on model-ready tensors: probabilities or values."""
         import torch
 
+        batch_size = int(batch_size or self.eval_batch_size)
         outs = []
         with torch.no_grad():
             for i in range(0, inputs.shape[0], batch_size):
                 sl = slice(i, i + batch_size)
-                outs.append(self.to_output(self.forward(inputs[sl], *[e[sl] for e in extra])))
+                outs.append(self.to_output(self._forward_eval(inputs[sl], *[e[sl] for e in extra])))
         return np.concatenate(outs, axis=0)
 
     def baseline_tensor(self, sample: Sample):
@@ -205,17 +243,18 @@ class TorchModel(ModelAdapter):
         xs = km * x + (1 - km) * base
         return self.predict_tensor(xs.to(self.device))
 
-    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int = 128):
+    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int | None = None):
         """Batched ``predict_masked`` over many samples; identical masked copies are evaluated once.
 
         Two masks of a sample give the same input when they differ only on units already equal to
         the fill, so only distinct copies are built and run (in batches of ``batch_size`` rows).
+        Boolean masks (keep/remove) take a faster path than fractional float ones.
         """
         import torch
 
         samples = [self.prepare(s) for s in samples]
         fills = [None] * len(samples) if fills is None else list(fills)
-        keeps = [np.asarray(k, dtype=np.float32).reshape(len(k) if np.ndim(k) > 1 else 1, -1) for k in keeps]
+        keeps = [_as_keep(k) for k in keeps]
         if len(keeps) != len(samples) or not samples:
             raise InputError(f"{len(keeps)} keep masks for {len(samples)} samples.", "pass one [M, U] mask per sample.")
         text = self.modality is Modality.TEXT
@@ -246,12 +285,73 @@ class TorchModel(ModelAdapter):
                 continue
             km = torch.from_numpy(np.ascontiguousarray(self.unit_mask(s, k) if self.modality is Modality.IMAGE else k))
             km = km.unsqueeze(1) if self.modality is Modality.IMAGE else km
-            rows.append(km * x[None] + (1 - km) * base[None])
+            rows.append(torch.where(km, x[None], base[None]) if km.dtype == torch.bool
+                        else km * x[None] + (1 - km) * base[None])
         x = torch.cat(rows).to(self.device)
         extra = (torch.cat(masks).to(self.device),) if text else ()
-        out = self.predict_tensor(x, *extra, batch_size=batch_size)[np.concatenate(inverse)]
+        sizes = [len(r) for r in rows]
+        if not text and self._use_incremental(len(x), len(samples)):
+            out = self._predict_incremental(x, np.repeat(np.arange(len(rows)), sizes))
+        else:
+            out = self.predict_tensor(x, *extra, batch_size=batch_size)
+        out = out[np.concatenate(inverse)]
         bounds = np.cumsum([0] + [len(k) for k in keeps])
         return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    # -- incremental inference of masked copies ----------------------------------------------------
+    @property
+    def incremental(self) -> bool:
+        """Whether masked image copies may use incremental inference (see :mod:`explainkit.incremental`).
+        Set it to False to force plain forward passes; True re-enables it (it still needs an eligible module)."""
+        return self._incremental is not False
+
+    @incremental.setter
+    def incremental(self, value: bool) -> None:
+        self._incremental, self._incremental_checked = (None if value else False), False
+
+    def _use_incremental(self, n_rows: int, n_samples: int) -> bool:
+        """Masked image copies go through :mod:`explainkit.incremental` when the module's graph starts
+        with convolutions, there are enough copies per sample to gain, and the engine has not failed
+        its check against the plain forward pass."""
+        if self.modality is not Modality.IMAGE or self._incremental is False or self.device.type != "cpu":
+            return False
+        if n_rows < INCREMENTAL_MIN_COPIES * n_samples:
+            return False
+        if self._incremental is None:
+            from .incremental import IncrementalForward
+
+            self._incremental = IncrementalForward.build(self.module) or False
+        return self._incremental is not False
+
+    def _predict_incremental(self, x, groups, rows_per_call: int = 2048) -> np.ndarray:
+        """Outputs for copies ``x`` of the samples in ``groups``, a whole sample per call at a time."""
+        import torch
+
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        cuts, lo = [0], 0
+        for s in starts[1:]:
+            if s - lo >= rows_per_call:
+                cuts.append(int(s))
+                lo = s
+        cuts.append(len(x))
+        outs, engine = [], self._incremental
+        with torch.no_grad():
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                raw = engine(x[a:b], groups[a:b])
+                if raw is None:                           # changes too spread out to gain: plain pass
+                    outs.append(self.predict_tensor(x[a:b]))
+                    continue
+                raw = self._logits(raw)
+                if not self._incremental_checked:
+                    k = min(b - a, self.eval_batch_size)
+                    ref = self._forward_eval(x[a:a + k])
+                    tol = 1e-4 * (1.0 + float(ref.abs().max()))
+                    if raw[:k].shape != ref.shape or float((raw[:k] - ref).abs().max()) > tol:
+                        self._incremental = False           # never trust a mismatch: plain passes from now on
+                        return self.predict_tensor(x)
+                    self._incremental_checked = True
+                outs.append(self.to_output(raw))
+        return np.concatenate(outs, axis=0)
 
     # -- attention ---------------------------------------------------------------------------------
     def attention(self, samples: Sequence[Sample]) -> list[np.ndarray]:
@@ -272,13 +372,21 @@ class TorchModel(ModelAdapter):
         return out
 
 
+def _as_keep(k) -> np.ndarray:
+    """A keep mask as ``[M, U]``: boolean stays boolean, anything else becomes float32."""
+    k = np.asarray(k)
+    k = k if k.dtype == np.bool_ else k.astype(np.float32, copy=False)
+    return k.reshape(len(k) if k.ndim > 1 else 1, -1)
+
+
 def _unique_rows(key: np.ndarray):
     """Indices of the first copy of each distinct row, and each row's index into them."""
-    seen: dict = {}
-    first, inverse = [], np.empty(len(key), dtype=np.int64)
-    for i, row in enumerate(np.ascontiguousarray(key)):
-        j = seen.setdefault(row.tobytes(), len(first))
-        if j == len(first):
-            first.append(i)
-        inverse[i] = j
-    return np.asarray(first, dtype=np.int64), inverse
+    key = np.ascontiguousarray(key)
+    if key.ndim != 2 or key.shape[1] == 0:
+        return np.zeros(min(len(key), 1), dtype=np.int64), np.zeros(len(key), dtype=np.int64)
+    rows = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")          # distinct rows in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)
