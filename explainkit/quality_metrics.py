@@ -176,6 +176,36 @@ def _auc(fractions, values) -> float:
 
 
 # -- deletion / insertion ---------------------------------------------------------------------------------
+MAX_CURVE_BYTES = 1 << 29      # masks plus masked copies built at once for a batch of samples (512 MiB)
+
+
+def _curve_batches(samples, exps, steps: int, curves: int, chunk: int) -> list[tuple[int, int]]:
+    """Runs of at most ``chunk`` samples whose masks and masked copies fit ``MAX_CURVE_BYTES``; one
+    sample that alone needs more than four times that is refused with the steps that would fit."""
+    from .errors import ParameterError
+
+    sizes = []
+    for s, e in zip(samples, exps):
+        n = int(np.asarray(e.scores).size)
+        t = getattr(s, "tensor", None)
+        per_row = n + 4 * (int(np.prod(tuple(t.shape))) if hasattr(t, "shape") else n)   # bool mask + float copy
+        need = curves * len(unit_counts(n, steps)) * per_row
+        if need > 4 * MAX_CURVE_BYTES:
+            fit = max(1, 4 * MAX_CURVE_BYTES // (curves * per_row) - 1)
+            raise ParameterError(f"{steps} curve steps over {n} units would build {need / 2**30:.1f} GiB of masked "
+                                 "copies for one sample.", f"pass steps={min(fit, 50)} (at most {fit} fits).")
+        sizes.append(need)
+    out, lo, used = [], 0, 0
+    for i, need in enumerate(sizes):
+        if i > lo and (i - lo >= chunk or used + need > MAX_CURVE_BYTES):
+            out.append((lo, i))
+            lo, used = i, 0
+        used += need
+    if sizes:
+        out.append((lo, len(sizes)))
+    return out
+
+
 def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int = 50, n_random: int = 3,
                         seed: int = 0, fills=None, insertion: bool = True, chunk: int = 16) -> list[dict]:
     """Deletion and insertion curves (Petsiuk et al. 2018) plus the random-order reference, per sample.
@@ -183,15 +213,16 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
     Units are removed (deletion) or added (insertion) from most to least important, with the fill.
     Classification tracks the target's probability. Regression tracks the output rescaled so that
     the full input is 1 and the all-removed input is 0 (AUCs then compare across samples); units are
-    ranked by score times the sign of that change. All masked copies of ``chunk`` samples are
-    evaluated together, one batched pass per chunk.
+    ranked by score times the sign of that change. All masked copies of up to ``chunk`` samples
+    (fewer where they would pass ``MAX_CURVE_BYTES``) are evaluated together in batched passes;
+    copies of an image through a conv net use incremental inference (:mod:`explainkit.incremental`).
     """
     fills = [None] * len(samples) if fills is None else list(fills)
     kinds = (False, True) if insertion else (False,)
     regression = model.task is Task.REGRESSION
     out: list[dict] = []
-    for lo in range(0, len(samples), chunk):
-        ss, es, fs = samples[lo:lo + chunk], exps[lo:lo + chunk], fills[lo:lo + chunk]
+    for lo, hi in _curve_batches(samples, exps, steps, len(kinds) * (1 + n_random), chunk):
+        ss, es, fs = samples[lo:hi], exps[lo:hi], fills[lo:hi]
         keeps, plans = [], []
         for s, e in zip(ss, es):
             n = int(np.asarray(e.scores).size)

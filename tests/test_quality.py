@@ -353,3 +353,22 @@ def test_evaluate_tables_and_cli(tmp_path, breast_cancer):
     d = json.loads(out.read_text())
     assert rc == 0 and d["n_samples"] == 4 and set(d["summary"]) == {"integrated_gradients", "saliency"}
     assert d["summary"]["saliency"]["deletion_auc"] is not None
+
+
+def test_curves_split_into_batches_that_fit_memory_and_refuse_what_never_fits(mnist_cnn, load_data, monkeypatch):
+    from explainkit import quality_metrics as qm
+
+    ss = [load_data("mnist-cnn").samples(mnist_cnn)[i] for i in range(3)]
+    exps = ek.explain(mnist_cnn, [s.raw for s in ss], "saliency")
+    whole = qm.perturbation_curves(mnist_cnn, ss, exps, steps=20, n_random=1)
+    per_sample = 2 * 2 * len(qm.unit_counts(784, 20)) * (784 + 4 * 784)
+    monkeypatch.setattr(qm, "MAX_CURVE_BYTES", per_sample + 1)            # one sample per batch now
+    assert qm._curve_batches(ss, exps, 20, 4, 16) == [(0, 1), (1, 2), (2, 3)]
+    split = qm.perturbation_curves(mnist_cnn, ss, exps, steps=20, n_random=1)
+    for a, b in zip(whole, split):
+        np.testing.assert_allclose(a["deletion"].values, b["deletion"].values, atol=1e-9)
+        np.testing.assert_allclose(a["insertion_random"].values, b["insertion_random"].values, atol=1e-9)
+    monkeypatch.setattr(qm, "MAX_CURVE_BYTES", 1 << 20)
+    with pytest.raises(ParameterError, match="curve steps over 784 units") as err:
+        exps[0].quality(mnist_cnn, metrics=["deletion"], steps=784)
+    assert "pass steps=" in err.value.fix
