@@ -194,8 +194,9 @@ class TorchModel(ModelAdapter):
         try:
             out = self.forward(fast, *extra)
         except RuntimeError:
+            out = self.forward(inputs, *extra)      # raises again when the input, not the layout, is wrong
             self._channels_last = False
-            return self.forward(inputs, *extra)
+            return out
         self._channels_last = True
         return out
 
