@@ -298,6 +298,8 @@ class IncrementalForward:
         if parent is None:
             return None
         out = self._prefix(x, parent, box)
+        if out is None:
+            return None
         env = {self.placeholder: x}
         env.update({lay.node: None for lay in self.layers[:-1]})
         env[self.layers[-1].node] = out
@@ -325,10 +327,7 @@ class IncrementalForward:
             bh = int((oy1 - oy0).max(initial=0)) + 1
             bw = int((ox1 - ox0).max(initial=0)) + 1
             if not len(kids) or bh * bw > DENSE_FRACTION * ho * wo:
-                full = level.full(n)                                # changes spread: the rest in full
-                for rest in self.layers[self.layers.index(lay):]:
-                    full = rest.module(full)
-                return full.contiguous()
+                return None                      # changes spread too far (choose() rules this out)
             sy0, sx0 = np.minimum(oy0, ho - bh), np.minimum(ox0, wo - bw)
             region = level.gather(kids, lay.in_start(sy0, 0), lay.in_start(sx0, 1),
                                   lay.in_len(bh, 0), lay.in_len(bw, 1), lay.pad)

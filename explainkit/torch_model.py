@@ -14,6 +14,7 @@ from .samples import Sample
 __all__ = ["TorchModel"]
 
 INCREMENTAL_MIN_COPIES = 8      # distinct masked copies per sample before incremental inference pays
+INCREMENTAL_ROWS_PER_CALL = 2048
 
 
 class TorchModel(ModelAdapter):
@@ -324,21 +325,21 @@ class TorchModel(ModelAdapter):
             self._incremental = IncrementalForward.build(self.module) or False
         return self._incremental is not False
 
-    def _predict_incremental(self, x, groups, rows_per_call: int = 2048) -> np.ndarray:
-        """Outputs for copies ``x`` of the samples in ``groups``, a whole sample per call at a time."""
+    def _predict_incremental(self, x, groups) -> np.ndarray:
+        """Outputs for copies ``x`` of the samples in ``groups``, in calls of at most 2,048 copies or
+        256 MiB of them (a cut inside a sample only makes the next copy a root)."""
         import torch
 
-        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-        cuts, lo = [0], 0
-        for s in starts[1:]:
-            if s - lo >= rows_per_call:
-                cuts.append(int(s))
-                lo = s
-        cuts.append(len(x))
+        per_call = max(1, min(INCREMENTAL_ROWS_PER_CALL, (256 << 20) // (4 * int(np.prod(tuple(x.shape[1:]))))))
+        cuts = list(range(0, len(x), per_call)) + [len(x)]
         outs, engine = [], self._incremental
         with torch.no_grad():
             for a, b in zip(cuts[:-1], cuts[1:]):
-                raw = engine(x[a:b], groups[a:b])
+                try:
+                    raw = engine(x[a:b], groups[a:b])
+                except Exception:  # noqa: BLE001 - an engine failure must never cost the user a result
+                    self._incremental = False
+                    return self.predict_tensor(x)
                 if raw is None:                           # changes too spread out to gain: plain pass
                     outs.append(self.predict_tensor(x[a:b]))
                     continue

@@ -220,3 +220,17 @@ def test_an_engine_that_disagrees_is_dropped(load_data):
     out = model.predict_masked_many([s], [keeps])[0]
     assert model._incremental is False
     np.testing.assert_allclose(out, plain_probs(model, s, keeps), atol=2e-6)
+
+
+def test_calls_cut_inside_a_sample_stay_exact(load_data, monkeypatch):
+    from explainkit import torch_model
+
+    model = fresh_cnn()
+    s = load_data("mnist-cnn").samples(model)[2]
+    keeps = deletion_rows(np.asarray(s.tensor))
+    monkeypatch.setattr(torch_model, "INCREMENTAL_ROWS_PER_CALL", 37)      # cuts inside the sample's chain
+    model._use_incremental(1000, 1)
+    spy = Spy(model)
+    out = model.predict_masked_many([s], [keeps])[0]
+    assert spy.roots >= 3 and spy.kids > spy.roots
+    np.testing.assert_allclose(out, plain_probs(model, s, keeps), atol=2e-6)
