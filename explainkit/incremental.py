@@ -123,22 +123,26 @@ class _Level:
     """
 
     def __init__(self, store, h, w, base, oy, ox, bw, writes=None):
-        self.store, self.h, self.w = store, h, w
-        self.base, self.oy, self.ox, self.bw = base, oy, ox, bw
+        self.store, self.h, self.w, self.bw = store, h, w, bw
+        self.shift = base - oy * bw - ox       # store row of copy j's entry at (y, x): shift + y*bw + x
+        if writes is not None:
+            wkey, wrow, seg, seg_root, big = writes
+            writes = (wkey, wkey // big, wrow, seg, seg_root, big)
         self.writes = writes           # None: every copy holds its whole map (the input level)
         self.pad_zero, self.pad_inf = len(store) - 2, len(store) - 1
 
     def owners(self, rows, p):
+        """The copy holding each queried value: ``rows`` [n,1,1] at map positions ``p`` [n,a,b]."""
         if self.writes is None:
             return np.broadcast_to(rows, p.shape)
-        wkey, wrow, seg, seg_root, big = self.writes
-        cell = seg[rows] * (self.h * self.w) + p
-        i = np.searchsorted(wkey, cell * big + rows, side="right") - 1
-        ic = np.clip(i, 0, max(len(wkey) - 1, 0))
+        wkey, wcell, wrow, seg, seg_root, big = self.writes
+        s = seg[rows]
+        cell = s * (self.h * self.w) + p
         if not len(wkey):
-            return seg_root[seg[np.broadcast_to(rows, p.shape)]]
-        hit = (i >= 0) & (wkey[ic] // big == cell)
-        return np.where(hit, wrow[ic], seg_root[seg[np.broadcast_to(rows, p.shape)]])
+            return np.broadcast_to(seg_root[s], p.shape)
+        i = np.searchsorted(wkey, cell * big + rows, side="right") - 1
+        ic = np.maximum(i, 0)
+        return np.where((i >= 0) & (wcell[ic] == cell), wrow[ic], seg_root[s])
 
     def gather(self, rows, y0, x0, rh: int, rw: int, pad: float):
         """Regions ``[n, C, rh, rw]`` (channels-last memory) of copies ``rows`` from (y0, x0);
@@ -147,11 +151,14 @@ class _Level:
 
         y = y0[:, None, None] + np.arange(rh)[None, :, None]
         x = x0[:, None, None] + np.arange(rw)[None, None, :]
-        valid = (y >= 0) & (y < self.h) & (x >= 0) & (x < self.w)
-        yc, xc = np.clip(y, 0, self.h - 1), np.clip(x, 0, self.w - 1)
+        inside = y0.min(initial=0) >= 0 and x0.min(initial=0) >= 0 \
+            and y0.max(initial=0) + rh <= self.h and x0.max(initial=0) + rw <= self.w
+        yc, xc = (y, x) if inside else (np.clip(y, 0, self.h - 1), np.clip(x, 0, self.w - 1))
         o = self.owners(rows[:, None, None], yc * self.w + xc)
-        e = self.base[o] + (yc - self.oy[o]) * self.bw[o] + (xc - self.ox[o])
-        e = np.where(valid, e, self.pad_inf if pad == float("-inf") else self.pad_zero)
+        e = self.shift[o] + yc * self.bw[o] + xc
+        if not inside:
+            valid = (y >= 0) & (y < self.h) & (x >= 0) & (x < self.w)
+            e = np.where(valid, e, self.pad_inf if pad == float("-inf") else self.pad_zero)
         vals = self.store[torch.from_numpy(e.reshape(-1))]
         return vals.view(len(rows), rh, rw, -1).permute(0, 3, 1, 2)
 
