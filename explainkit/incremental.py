@@ -251,21 +251,35 @@ class IncrementalForward:
         parent[first] = -1
         return parent, box
 
-    def _cost(self, box, h: int, w: int) -> float:
-        """Work per kid relative to a full pass: the largest share of a stage's input map that the
-        kids' common region covers (None where a stage would fall back to the full pass)."""
-        worst = 0.0
-        a = box
+    def _propagate(self, box, h: int, w: int):
+        """Per stage, the kids' change boxes pushed through it: ``(stage, ho, wo, oy0, oy1, ox0, ox1,
+        bh, bw)`` with (bh, bw) the common box size; None where a common box would cover more than
+        ``DENSE_FRACTION`` of a stage's map (or there are no kids)."""
+        if not box.shape[1]:
+            return None
+        out = []
         for stage in self.stages:
             lay = stage[0]
             ho, wo = lay.out_size(h, 0), lay.out_size(w, 1)
-            oy0, oy1 = lay.out_range(a[0], a[1], ho, 0)
-            ox0, ox1 = lay.out_range(a[2], a[3], wo, 1)
-            bh, bw = int((oy1 - oy0).max(initial=0)) + 1, int((ox1 - ox0).max(initial=0)) + 1
+            oy0, oy1 = lay.out_range(box[0], box[1], ho, 0)
+            ox0, ox1 = lay.out_range(box[2], box[3], wo, 1)
+            bh, bw = int((oy1 - oy0).max()) + 1, int((ox1 - ox0).max()) + 1
             if bh * bw > DENSE_FRACTION * ho * wo:
                 return None
-            worst = max(worst, lay.in_len(bh, 0) * lay.in_len(bw, 1) / float(h * w))
-            a, h, w = np.stack([oy0, oy1, ox0, ox1]), ho, wo
+            out.append((stage, ho, wo, oy0, oy1, ox0, ox1, bh, bw))
+            box, h, w = np.stack([oy0, oy1, ox0, ox1]), ho, wo
+        return out
+
+    def _cost(self, box, h: int, w: int) -> float | None:
+        """Work per kid relative to a full pass: the largest share of a stage's input map that the
+        kids' common region covers (None where the kids cannot run incrementally)."""
+        steps = self._propagate(box, h, w)
+        if steps is None:
+            return None
+        worst = 0.0
+        for stage, ho, wo, *_, bh, bw in steps:
+            worst = max(worst, stage[0].in_len(bh, 0) * stage[0].in_len(bw, 1) / float(h * w))
+            h, w = ho, wo
         return worst
 
     def choose(self, parent, box, h: int, w: int):
@@ -317,6 +331,9 @@ class IncrementalForward:
 
         n, _, h, w = x.shape
         roots, kids = np.flatnonzero(parent < 0), np.flatnonzero(parent >= 0)
+        steps = self._propagate(box[:, kids], h, w)
+        if steps is None:
+            return None                          # changes spread too far (choose() rules this out)
         chain = np.r_[False, parent[1:] == np.arange(n - 1)]
         seg = np.cumsum(~chain) - 1                                 # chain segment of every copy
         starts = np.flatnonzero(~chain)
@@ -325,16 +342,8 @@ class IncrementalForward:
         level = _Level(_store([x]), h, w, np.arange(n) * h * w, np.zeros(n, np.int64),
                        np.zeros(n, np.int64), np.full(n, w))
         root_vals = x[torch.from_numpy(roots)]
-        a = box[:, kids]                                            # changed interval per kid
-        for si, stage in enumerate(self.stages):
+        for stage, ho, wo, oy0, oy1, ox0, ox1, bh, bw in steps:
             lay = stage[0]
-            ho, wo = lay.out_size(h, 0), lay.out_size(w, 1)
-            oy0, oy1 = lay.out_range(a[0], a[1], ho, 0)
-            ox0, ox1 = lay.out_range(a[2], a[3], wo, 1)
-            bh = int((oy1 - oy0).max(initial=0)) + 1
-            bw = int((ox1 - ox0).max(initial=0)) + 1
-            if not len(kids) or bh * bw > DENSE_FRACTION * ho * wo:
-                return None                      # changes spread too far (choose() rules this out)
             sy0, sx0 = np.minimum(oy0, ho - bh), np.minimum(ox0, wo - bw)
             region = level.gather(kids, lay.in_start(sy0, 0), lay.in_start(sx0, 1),
                                   lay.in_len(bh, 0), lay.in_len(bw, 1), lay.pad)
@@ -354,6 +363,4 @@ class IncrementalForward:
             wrow = np.repeat(kids, bh * bw)[order]
             level = _Level(_store([root_vals, patch]), ho, wo, base, oy, ox, bws,
                            (wkey[order], wrow, seg, seg_root, big))
-            a = np.stack([oy0, oy1, ox0, ox1])
-            h, w = ho, wo
         return level.full(n).contiguous()          # the rest of the graph may .view() it
