@@ -59,6 +59,19 @@ def open_notebook(page, server, name: str):
     return nb
 
 
+STATUS = ".ek-status .widget-html-content"      # the dashboard's status line (what wait_done reads)
+
+
+def run_dashboard_notebook(page, server, name: str, timer):
+    """Open a notebook in Lab, run every cell, and return its dashboard and that dashboard's status line."""
+    nb = open_notebook(page, server, name)
+    timer.mark("kernel_idle")
+    run_all(page, nb)
+    timer.mark("notebook_ran")
+    dash = nb.locator(".ek-dashboard")
+    return dash, dash.locator(STATUS)
+
+
 # the first code cell has been queued or run (its prompt shows [*] or a number)
 STARTED_JS = """() => {
   const w = window.jupyterapp.shell.currentWidget;

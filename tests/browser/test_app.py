@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from driver import canvas_digest, wait_done
+from driver import STATUS, canvas_digest, wait_done
 from ekserver import ARTIFACTS, start_app
 
 
@@ -30,7 +30,7 @@ def test_app_serves_the_dashboard(tmp_path, page, timer):
         dash = page.locator(".ek-dashboard")
         expect(dash).to_be_visible(timeout=120_000)
         expect(dash.locator(".ek-header")).to_contain_text("mnist-cnn")     # EXPLAINKIT_APP_MODEL default
-        status = dash.locator(".ek-status .widget-html-content")
+        status = dash.locator(STATUS)
         view = dash.locator(".ek-view[data-ek-ready='1']")
         canvas = view.locator("canvas").first
         wait_done(status, sample=0, method="integrated_gradients")

@@ -4,20 +4,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from driver import canvas_digest, kernel_eval, open_notebook, run_all, wait_done
+from driver import canvas_digest, kernel_eval, run_dashboard_notebook, wait_done
 from ekserver import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
 
 def test_image_dashboard_in_lab(lab_server, page, timer):
-    nb = open_notebook(page, lab_server, "01_audit_image_model.ipynb")
-    timer.mark("kernel_idle")
-    run_all(page, nb)
-    timer.mark("notebook_ran")
-
-    dash = nb.locator(".ek-dashboard")
-    status = dash.locator(".ek-status .widget-html-content")
+    dash, status = run_dashboard_notebook(page, lab_server, "01_audit_image_model.ipynb", timer)
     view = dash.locator(".ek-view[data-ek-ready='1']")
     canvas = view.locator("canvas").first
     wait_done(status, sample=0, method="integrated_gradients")

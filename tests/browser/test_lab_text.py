@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from driver import canvas_digest, kernel_eval, open_notebook, run_all, wait_done
+from driver import canvas_digest, kernel_eval, run_dashboard_notebook, wait_done
 from ekserver import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -24,13 +24,7 @@ print(dash.selected_index, _att.key, _att.layer, _att.head, _att.rollout, _att.h
 
 
 def test_attention_view_in_lab(lab_server, page, timer):
-    nb = open_notebook(page, lab_server, "02_audit_text_model.ipynb")
-    timer.mark("kernel_idle")
-    run_all(page, nb)
-    timer.mark("notebook_ran")
-
-    dash = nb.locator(".ek-dashboard")
-    status = dash.locator(".ek-status .widget-html-content")
+    dash, status = run_dashboard_notebook(page, lab_server, "02_audit_text_model.ipynb", timer)
     att = dash.locator(".ek-attention[data-ek-ready='1']")
     matrix = att.locator("canvas.ek-att-matrix").first
     wait_done(status, sample=0)
