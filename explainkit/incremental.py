@@ -19,6 +19,7 @@ and checks it against the plain pass on first use.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,6 +188,38 @@ def _stages(layers):
     return stages
 
 
+_TRACE_LOCK = threading.Lock()
+
+
+def _trace(module):
+    """``torch.fx.symbolic_trace(module)``, safe while other threads run models.
+
+    While it traces, ``torch.fx`` patches ``torch.nn.Module.__call__`` and ``__getattr__`` for the
+    whole process, so a forward pass in another thread (the dashboard computes in the background
+    while the notebook explains) would receive proxies and fail with a ``TraceError``. The tracer
+    here hands every call from another thread straight to the original method, and one lock keeps
+    two traces from restoring each other's patches out of order."""
+    import torch.fx as fx
+
+    owner = threading.get_ident()
+
+    class _ThisThreadTracer(fx.Tracer):
+        def call_module(self, m, forward, args, kwargs):
+            if threading.get_ident() != owner:
+                return forward(*args, **kwargs)
+            return super().call_module(m, forward, args, kwargs)
+
+        def getattr(self, attr, attr_val, parameter_proxy_cache):
+            if threading.get_ident() != owner:
+                return attr_val
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    with _TRACE_LOCK:
+        tracer = _ThisThreadTracer()
+        graph = tracer.trace(module)
+    return fx.GraphModule(tracer.root, graph, module.__class__.__name__)
+
+
 class IncrementalForward:
     """Runs a traced module on many masked copies of images, recomputing only what changed."""
 
@@ -197,10 +230,8 @@ class IncrementalForward:
     @classmethod
     def build(cls, module) -> "IncrementalForward | None":
         """The engine for ``module``, or None when its graph does not start with a supported chain."""
-        import torch.fx as fx
-
         try:
-            gm = fx.symbolic_trace(module)
+            gm = _trace(module)
         except Exception:  # noqa: BLE001 - any untraceable module simply runs the plain way
             return None
         nodes = list(gm.graph.nodes)

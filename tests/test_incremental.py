@@ -234,3 +234,44 @@ def test_calls_cut_inside_a_sample_stay_exact(load_data, monkeypatch):
     out = model.predict_masked_many([s], [keeps])[0]
     assert spy.roots >= 3 and spy.kids > spy.roots
     np.testing.assert_allclose(out, plain_probs(model, s, keeps), atol=2e-6)
+
+
+def test_tracing_does_not_disturb_forward_passes_in_other_threads():
+    """torch.fx patches nn.Module.__call__ process-wide while it traces. The dashboard explains in a
+    background thread while the notebook explains in the main one, so a trace in one thread must
+    leave the other's forward passes alone (it used to hand them proxies: a TraceError)."""
+    import threading
+
+    module = fresh_cnn().module
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        want = module(x)
+    original_call = nn.Module.__call__
+    stop, failures, passes = threading.Event(), [], [0]
+
+    def forward_loop():
+        while not stop.is_set():
+            try:
+                with torch.no_grad():
+                    got = module(x)
+                assert isinstance(got, torch.Tensor) and torch.equal(got, want), type(got)
+                passes[0] += 1
+            except Exception as exc:  # noqa: BLE001 - collected and asserted on below
+                failures.append(repr(exc))
+                return
+
+    def trace_loop():
+        try:
+            for _ in range(40):
+                assert IncrementalForward.build(module) is not None
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=forward_loop), threading.Thread(target=trace_loop),
+               threading.Thread(target=trace_loop)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert failures == [] and passes[0] > 0
+    assert nn.Module.__call__ is original_call      # every patch undone, in order
