@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .concurrency import MODEL_LOCK
 from .enums import Modality, Task, _StrEnum
 from .errors import DataError, InputError
 
@@ -245,7 +246,7 @@ class Job:
     op) finishes first. A cancelled job never calls ``on_done``.
     """
 
-    _model_lock = threading.RLock()      # one explanation at a time: captum hooks share the module
+    _model_lock = MODEL_LOCK             # one computation at a time: captum hooks share the module
 
     def __init__(self, fn, on_done, on_error, name: str = "job"):
         self.fn, self.on_done, self.on_error, self.name = fn, on_done, on_error, name

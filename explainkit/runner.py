@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .concurrency import MODEL_LOCK
 from .enums import Modality, ResultKind, Task
 from .errors import ExplainKitError, NotApplicableError, ParameterError, PluginError
 
@@ -53,22 +54,23 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ParameterError(f"seed must be an integer; got {seed!r}.", "pass seed=0 (or any int).")
     samples = [model.prepare(s) for s in samples]
-    t0 = time.perf_counter()
-    probs = model.predict(samples)
-    t_pred = time.perf_counter() - t0
-    targets = resolve_targets(model, samples, target, probs)
     impl = reg.implementation(name)
-    t1 = time.perf_counter()
-    try:
-        out = impl.explain(model, samples, targets, seed=int(seed), **values)
-    except ExplainKitError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a plugin's crash becomes one clear error
-        reason = _reason(e)
-        reg.mark_broken(name, f"raised while explaining: {reason}")
-        raise PluginError(f"Explainer {name!r} ({entry.distribution} {entry.version}) failed: {reason}",
-                          "report it to the plugin's author; other explainers still work.") from None
-    elapsed = time.perf_counter() - t1
+    with MODEL_LOCK:                     # hooks on a shared module: one computation at a time
+        t0 = time.perf_counter()
+        probs = model.predict(samples)
+        t_pred = time.perf_counter() - t0
+        targets = resolve_targets(model, samples, target, probs)
+        t1 = time.perf_counter()
+        try:
+            out = impl.explain(model, samples, targets, seed=int(seed), **values)
+        except ExplainKitError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a plugin's crash becomes one clear error
+            reason = _reason(e)
+            reg.mark_broken(name, f"raised while explaining: {reason}")
+            raise PluginError(f"Explainer {name!r} ({entry.distribution} {entry.version}) failed: {reason}",
+                              "report it to the plugin's author; other explainers still work.") from None
+        elapsed = time.perf_counter() - t1
     problem = _check_output(out, samples, spec)
     if problem:
         reg.mark_broken(name, f"returned invalid output: {problem}")

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from .adapters import ModelAdapter, _softmax
+from .concurrency import MODEL_LOCK
 from .enums import Capability, Modality, Task
 from .errors import InputError, ModelError
 from .samples import Sample
@@ -207,7 +208,7 @@ class TorchModel(ModelAdapter):
 
         batch_size = int(batch_size or self.eval_batch_size)
         outs = []
-        with torch.no_grad():
+        with MODEL_LOCK, torch.no_grad():
             for i in range(0, inputs.shape[0], batch_size):
                 sl = slice(i, i + batch_size)
                 outs.append(self.to_output(self._forward_eval(inputs[sl], *[e[sl] for e in extra])))
@@ -333,7 +334,7 @@ class TorchModel(ModelAdapter):
         per_call = max(1, min(INCREMENTAL_ROWS_PER_CALL, (256 << 20) // (4 * int(np.prod(tuple(x.shape[1:]))))))
         cuts = list(range(0, len(x), per_call)) + [len(x)]
         outs, engine = [], self._incremental
-        with torch.no_grad():
+        with MODEL_LOCK, torch.no_grad():
             for a, b in zip(cuts[:-1], cuts[1:]):
                 try:
                     raw = engine(x[a:b], groups[a:b])

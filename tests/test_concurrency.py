@@ -1,0 +1,58 @@
+"""Two threads computing with one model: the dashboard explains in the background while notebook
+cells explain and predict in the main thread. Results must be what each computation gives alone."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+import explainkit as ek
+
+
+def run_together(*loops, timeout=300):
+    """Run each loop in its own thread; return the exceptions they raised."""
+    failures = []
+
+    def guard(fn):
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on by the caller
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guard, args=(fn,)) for fn in loops]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    return failures
+
+
+def test_layer_hooks_and_traces_do_not_leak_between_threads(load_data):
+    model = ek.load_sample("mnist-cnn")                  # its own copy: no engine built yet
+    data = load_data("mnist-cnn")
+    one = [data[i][0] for i in range(2)]
+    other = [data[i][0] for i in range(10, 15)]
+    alone = {
+        "gradcam": ek.explain(model, one, "gradcam"),
+        "ig": ek.explain(model, other, "integrated_gradients", n_steps=16),
+        "probs": model.predict([model.prepare(r) for r in other]),
+    }
+    alone["deletion"] = alone["gradcam"][0].quality(model, metrics=["deletion"], steps=98).deletion.auc
+
+    def background():                                    # the dashboard: Grad-CAM hooks, deletion curves
+        for _ in range(12):
+            for a, b in zip(ek.explain(model, one, "gradcam"), alone["gradcam"]):
+                np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+            model.incremental = True                     # the curves trace the module again
+            q = alone["gradcam"][0].quality(model, metrics=["deletion"], steps=98)
+            assert abs(q.deletion.auc - alone["deletion"]) < 1e-6
+
+    def notebook():                                      # the user's cells: explain and predict
+        for _ in range(12):
+            for a, b in zip(ek.explain(model, other, "integrated_gradients", n_steps=16), alone["ig"]):
+                np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(model.predict([model.prepare(r) for r in other]), alone["probs"],
+                                       atol=1e-6)
+
+    assert run_together(background, notebook) == []
