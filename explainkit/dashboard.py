@@ -263,6 +263,8 @@ class Dashboard(W.VBox):
         finally:
             self._quiet = False
         if self.a is not None:
+            if self.job is not None and self.job.alive:
+                self.job.cancel()          # the previous sample's: its hooks hold the model until it stops
             self._show_attention(index)
         self.explain()
 

@@ -365,7 +365,7 @@ class TorchModel(ModelAdapter):
             raise ModelError(f"Model {self.name!r} exposes no attention weights.",
                              "give the module an attention_weights(ids, mask) method returning [N,L,H,T,T].")
         ids, (mask,) = self.collate(samples)
-        with torch.no_grad():
+        with MODEL_LOCK, torch.no_grad():
             att = self._attention_fn(ids, mask)
         att = att.detach().cpu().double().numpy()
         out = []

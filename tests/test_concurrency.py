@@ -3,6 +3,7 @@ cells explain and predict in the main thread. Results must be what each computat
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -56,3 +57,20 @@ def test_layer_hooks_and_traces_do_not_leak_between_threads(load_data):
                                        atol=1e-6)
 
     assert run_together(background, notebook) == []
+
+
+def test_dashboard_attention_is_the_selected_samples_while_an_explanation_runs(load_data):
+    """Selecting a sample computes its attention in the kernel's thread while the previous sample's
+    explanation may still run in the background, with captum's hook replacing the embedding output."""
+    model = ek.load_sample("sst2-transformer")
+    data = load_data("sst2-transformer").subset(range(24))
+    samples = [model.prepare(data[i][0]) for i in range(len(data))]
+    want = [model.attention([s])[0] for s in samples]
+    d = ek.Dashboard(model, data, methods=["smoothgrad"], quality=False)
+    d.set_params(n_samples=1000)          # long enough to be running at the next select
+    assert d.wait(120)
+    for i in range(1, len(data)):
+        d.select(i)                       # the previous select's explanation is still running
+        np.testing.assert_allclose(d._attention_cache[i], want[i], atol=1e-6)
+        time.sleep(0.1)                   # into its hooked forward passes (a job takes 0.1-0.3 s)
+    assert d.wait(120)
