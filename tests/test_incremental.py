@@ -254,7 +254,8 @@ def test_tracing_does_not_disturb_forward_passes_in_other_threads():
             try:
                 with torch.no_grad():
                     got = module(x)
-                assert isinstance(got, torch.Tensor) and torch.equal(got, want), type(got)
+                assert isinstance(got, torch.Tensor), type(got)
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
                 passes[0] += 1
             except Exception as exc:  # noqa: BLE001 - collected and asserted on below
                 failures.append(repr(exc))
@@ -264,6 +265,8 @@ def test_tracing_does_not_disturb_forward_passes_in_other_threads():
         try:
             for _ in range(40):
                 assert IncrementalForward.build(module) is not None
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on below
+            failures.append(repr(exc))
         finally:
             stop.set()
 
