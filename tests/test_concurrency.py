@@ -6,8 +6,11 @@ import threading
 import time
 
 import numpy as np
+import torch
+from torch import nn
 
 import explainkit as ek
+from explainkit.incremental import IncrementalForward
 
 
 def run_together(*loops, timeout=300):
@@ -27,6 +30,36 @@ def run_together(*loops, timeout=300):
         t.join(timeout)
     assert not any(t.is_alive() for t in threads), "a thread hung"
     return failures
+
+
+def test_tracing_does_not_disturb_forward_passes_in_other_threads():
+    """torch.fx patches nn.Module.__call__ process-wide while it traces, so a trace in one thread must
+    leave the other's forward passes alone (it used to hand them proxies: a TraceError)."""
+    module = ek.load_sample("mnist-cnn").module
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        want = module(x)
+    original_call = nn.Module.__call__
+    stop, passes = threading.Event(), [0]
+
+    def forward_loop():
+        while not stop.is_set():
+            with torch.no_grad():
+                got = module(x)
+            assert isinstance(got, torch.Tensor), type(got)
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+            passes[0] += 1
+
+    def trace_loop():
+        try:
+            for _ in range(40):
+                assert IncrementalForward.build(module) is not None
+        finally:
+            stop.set()
+
+    assert run_together(forward_loop, trace_loop, trace_loop) == []
+    assert passes[0] > 0
+    assert nn.Module.__call__ is original_call      # every patch undone, in order
 
 
 def test_layer_hooks_and_traces_do_not_leak_between_threads(load_data):
