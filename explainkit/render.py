@@ -16,7 +16,7 @@ import numpy as np
 from .enums import Modality, ResultKind, Task, _StrEnum
 from .errors import ExplainKitError, MissingDependencyError, ParameterError
 
-__all__ = ["View", "colors", "scale", "plot", "waterfall", "image_png", "to_png", "to_html", "html_page",
+__all__ = ["View", "colors", "scale", "plot", "waterfall", "image_png", "rgb_png", "to_png", "to_html", "html_page",
            "figure_png", "data_uri", "template", "header"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -179,8 +179,6 @@ def _overlay(s, view: View, vm: float, alpha: float) -> np.ndarray:
 
 def image_png(exp, view="signed", vmax=None, alpha: float = 0.7, size: int = 224) -> bytes:
     """The image overlay alone as PNG, composited in numpy (no figure: ~100x faster than plot())."""
-    from PIL import Image
-
     view = View.parse(view)
     s = np.asarray(exp.scores, dtype=np.float64)
     vm = scale(s, view) if vmax is None else float(vmax)
@@ -191,7 +189,13 @@ def image_png(exp, view="signed", vmax=None, alpha: float = 0.7, size: int = 224
     else:
         grey = np.ones(s.shape[:2])
     a = over[..., 3:]
-    rgb = grey[..., None] * (1 - a) + over[..., :3] * a
+    return rgb_png(grey[..., None] * (1 - a) + over[..., :3] * a, size)
+
+
+def rgb_png(rgb: np.ndarray, size: int) -> bytes:
+    """An ``[H, W, 3]`` array of 0..1 colours as PNG, upscaled by whole pixels (nearest) to about ``size``."""
+    from PIL import Image
+
     k = max(1, int(size) // max(rgb.shape[:2]))
     rgb = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
     buf = io.BytesIO()

@@ -76,16 +76,8 @@ class Importance:
         if m is None or self.modality is Modality.TEXT:
             return None
         if self.modality is Modality.IMAGE:       # numpy + PIL: a figure would cost ~0.3 s per method
-            import io
-
-            from PIL import Image
             v = m.mean(axis=-1) if m.ndim == 3 else m
-            rgb = render._mpl().colormaps["magma"](v / max(float(v.max()), 1e-12))[..., :3]
-            k = max(1, 196 // max(rgb.shape[:2]))
-            rgb = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
-            buf = io.BytesIO()
-            Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB").save(buf, format="PNG")
-            return buf.getvalue()
+            return render.rgb_png(render._mpl().colormaps["magma"](v / max(float(v.max()), 1e-12))[..., :3], 196)
         names = list(feature_names or [f"x{i}" for i in range(len(m))])
         order = np.argsort(-m, kind="stable")[:20]
         fig = render._figure((5.6, 0.9 + 0.24 * len(order)))
