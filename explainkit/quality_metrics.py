@@ -223,17 +223,17 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
     out: list[dict] = []
     for lo, hi in _curve_batches(samples, exps, steps, len(kinds) * (1 + n_random), chunk):
         ss, es, fs = samples[lo:hi], exps[lo:hi], fills[lo:hi]
-        keeps, plans = [], []
+        plans = []
         for s, e in zip(ss, es):
             n = int(np.asarray(e.scores).size)
             counts = unit_counts(n, steps)
             rng = np.random.default_rng([int(seed), int(e.sample_index or 0)])
             perms = [rng.permutation(n) for _ in range(n_random)]
             plans.append((n, counts, perms))
-            # the endpoints, to rank regression units by the output change
-            keeps.append(np.stack([np.ones(n, bool), np.zeros(n, bool)]))
+        # Regression ranks units by the output change between the endpoints (all kept, none kept).
         # Classification needs no separate pass: the deletion curve's first row is the full input.
-        ends = model.predict_masked_many(ss, keeps, fills=fs) if regression else [None] * len(ss)
+        ends = model.predict_masked_many(ss, [np.stack([np.ones(n, bool), np.zeros(n, bool)]) for n, _, _ in plans],
+                                         fills=fs) if regression else [None] * len(ss)
         keeps = []
         for (n, counts, perms), s, e, end in zip(plans, ss, es, ends):
             direction = 1.0
