@@ -40,12 +40,6 @@ def _cli(*args, env=None, cwd=None):
     return subprocess.run([_exe(), *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
-@pytest.fixture
-def sample(load_model):
-    """sample('mnist-cnn') -> the shipped model (a missing checkpoint fails the test)."""
-    return load_model
-
-
 # -- fake entry points (what importlib.metadata yields) --------------------------------------------
 class FakeEP:
     def __init__(self, name, target, dist="explainkit-thirdparty", version="1.0"):
@@ -132,8 +126,8 @@ def test_builtins_are_discovered_through_entry_points_like_any_plugin():
 
 
 @pytest.mark.parametrize("name", sorted(APPLICABLE))
-def test_explainers_lists_exactly_the_applicable_ones(sample, name):
-    model = sample(name)
+def test_explainers_lists_exactly_the_applicable_ones(load_model, name):
+    model = load_model(name)
     got = {s.name for s in explainkit.explainers(model) if s.distribution == BUILTIN_DISTRIBUTION}
     assert got == APPLICABLE[name]
 
@@ -241,8 +235,8 @@ def test_plugins_list_cli_shows_every_column_and_broken_plugins(tmp_path):
 
 
 # -- bad input: one clear error each -----------------------------------------------------------------
-def test_unknown_method_lists_the_applicable_ones(sample, load_data):
-    model = sample("mnist-mlp")
+def test_unknown_method_lists_the_applicable_ones(load_model, load_data):
+    model = load_model("mnist-mlp")
     with pytest.raises(UnknownNameError) as info:
         explainkit.explain(model, load_data("mnist-mlp")[0][0], method="integrated_gradient")
     fix = info.value.fix
@@ -254,8 +248,8 @@ def test_unknown_method_lists_the_applicable_ones(sample, load_data):
     ("sst2-lstm", "attention", "attention"),
     ("diabetes-mlp", "attention_rollout", "text"),
 ])
-def test_a_method_that_does_not_apply_says_why(sample, load_data, model_name, method, words):
-    model = sample(model_name)
+def test_a_method_that_does_not_apply_says_why(load_model, load_data, model_name, method, words):
+    model = load_model(model_name)
     with pytest.raises(NotApplicableError, match=words) as info:
         explainkit.explain(model, load_data(model_name)[0][0], method=method)
     assert "choose one of" in str(info.value)
@@ -278,21 +272,21 @@ def test_bad_parameters_raise_parameter_error(tabular, params, words):
         explainkit.explain(model, np.zeros(4), method="integrated_gradients", **params)
 
 
-def test_bad_seed_and_targets(tabular, sample, load_data):
+def test_bad_seed_and_targets(tabular, load_model, load_data):
     model, _ = tabular
     for target in (3, -1, 1.5, [0, 1]):
         with pytest.raises(TargetError):
             explainkit.explain(model, np.zeros(4), method="occlusion", target=target)
     with pytest.raises(ParameterError, match="seed"):
         explainkit.explain(model, np.zeros(4), method="occlusion", seed="0")
-    reg_model = sample("diabetes-mlp")
+    reg_model = load_model("diabetes-mlp")
     with pytest.raises(TargetError, match="regression"):
         explainkit.explain(reg_model, load_data("diabetes-mlp")[0][0], method="occlusion", target=2)
 
 
 # -- the explain API ---------------------------------------------------------------------------------
-def test_explain_a_sample_a_raw_image_and_a_batch(sample, load_data):
-    model = sample("mnist-cnn")
+def test_explain_a_sample_a_raw_image_and_a_batch(load_model, load_data):
+    model = load_model("mnist-cnn")
     data = load_data("mnist-cnn")
     raw, label = data[7]
     s = model.prepare(raw, label=label, index=7)
@@ -310,12 +304,12 @@ def test_explain_a_sample_a_raw_image_and_a_batch(sample, load_data):
     assert len(listed) == 2
 
 
-def test_explain_a_string_and_a_row(sample, load_data):
-    lstm = sample("sst2-lstm")
+def test_explain_a_string_and_a_row(load_model, load_data):
+    lstm = load_model("sst2-lstm")
     e = explainkit.explain(lstm, "a gripping , beautifully made film", method="integrated_gradients", **IG_FAST)
     assert e.tokens == ["a", "gripping", ",", "beautifully", "made", "film"] and e.scores.shape == (6,)
     assert e.text == "a gripping , beautifully made film"
-    bc = sample("breast-cancer-mlp")
+    bc = load_model("breast-cancer-mlp")
     row = load_data("breast-cancer-mlp")[0][0]
     r = explainkit.explain(bc, row, method="integrated_gradients", **IG_FAST)
     assert r.scores.shape == (30,) and r.feature_names == bc.feature_names
@@ -323,8 +317,7 @@ def test_explain_a_string_and_a_row(sample, load_data):
 
 
 # -- the explain CLI ---------------------------------------------------------------------------------
-def test_explain_cli_writes_png_html_and_json(sample, tmp_path):
-    sample("mnist-cnn")
+def test_explain_cli_writes_png_html_and_json(tmp_path):
     base = ["explain", "--model", "sample:mnist-cnn", "--index", "7", "--method", "integrated_gradients"]
     for suffix in ("png", "html", "json"):
         out = _cli(*base, "--out", str(tmp_path / f"ig.{suffix}"))
@@ -338,8 +331,7 @@ def test_explain_cli_writes_png_html_and_json(sample, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))                  # written atomically, no leftovers
 
 
-def test_explain_cli_bad_input_is_one_clear_error(sample, tmp_path):
-    sample("mnist-mlp")
+def test_explain_cli_bad_input_is_one_clear_error(tmp_path):
     out = _cli("explain", "--model", "sample:mnist-mlp", "--method", "gradcam", "--out", str(tmp_path / "x.png"))
     assert out.returncode == 2 and "does not apply" in out.stderr and "Traceback" not in out.stderr
     out = _cli("explain", "--model", "sample:mnist-mlp", "--method", "integrated_gradients",
