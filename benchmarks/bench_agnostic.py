@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-samples", type=int, default=1000)
     args = ap.parse_args(argv)
-    from explainkit import datasets
+    from explainkit.data import datasets
 
     warnings.simplefilter("ignore")
     n, reps = args.n_samples, args.repeats

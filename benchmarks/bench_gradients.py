@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     import torch
 
     import explainkit
-    from explainkit import datasets
+    from explainkit.data import datasets
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="mnist-cnn", help="shipped sample model (default mnist-cnn)")

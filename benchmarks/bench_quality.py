@@ -35,8 +35,8 @@ def bench_deletion(model_name: str, n: int, repeats: int, px: int) -> None:
     import torch
 
     import explainkit as ek
-    from explainkit import datasets
-    from explainkit.quality_metrics import perturbation_curves
+    from explainkit.data import datasets
+    from explainkit.trust.metrics import perturbation_curves
 
     model = ek.load_sample(model_name)
     data = datasets.sample_data(model_name)
@@ -84,7 +84,7 @@ def bench_deletion(model_name: str, n: int, repeats: int, px: int) -> None:
 
 def bench_badge(repeats: int) -> None:
     import explainkit as ek
-    from explainkit import datasets
+    from explainkit.data import datasets
 
     for name in ("mnist-cnn", "sst2-lstm"):
         model = ek.load_sample(name)

@@ -67,7 +67,7 @@ def captum_occlusion_tuned(model, samples) -> float:
 
 
 def batched(model, samples, batch=8):
-    from explainkit.registry import run_explainer
+    from explainkit.plugins.registry import run_explainer
 
     out = {}
     for m in METHODS:
@@ -87,7 +87,7 @@ def main() -> None:
     import torch
 
     import explainkit
-    from explainkit import datasets
+    from explainkit.data import datasets
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-report-"))
     model = explainkit.load_sample("mnist-cnn")

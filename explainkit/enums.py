@@ -13,7 +13,7 @@ class _StrEnum(str, Enum):
     @classmethod
     def parse(cls, value):
         """Turn a user string (or member) into a member, with a clear error."""
-        from .errors import UnknownNameError
+        from explainkit.errors import UnknownNameError
 
         if isinstance(value, cls):
             return value

@@ -16,7 +16,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from explainkit.datasets import DATA_DIR, load_mnist, load_sst2  # noqa: E402
+from explainkit.data.datasets import DATA_DIR, load_mnist, load_sst2  # noqa: E402
 
 
 def main(data_dir: Path) -> None:

@@ -116,7 +116,7 @@ NB03 = [
 Feature attributions in raw units, and a SHAP waterfall from the base value to the prediction."""),
     ("code", """import numpy as np
 import explainkit as ek
-from explainkit import render
+from explainkit.views import render
 
 cancer = ek.load_sample("breast-cancer-mlp")
 cancer_data = ek.datasets.sample_data("breast-cancer-mlp")
@@ -268,7 +268,7 @@ model = ek.load_sample("breast-cancer-mlp")
 print("applies to breast-cancer-mlp:", LEAVE_ONE_OUT.applies_to(model))
 print("not to mnist-cnn because:", LEAVE_ONE_OUT.why_not(ek.load_sample("mnist-cnn")))"""),
     ("code", """try:
-    from explainkit.testing import check_explainer
+    from explainkit.plugins.conformance import check_explainer
 except ImportError:                       # an older explainkit without the harness
     check_explainer = None
 if check_explainer is not None:
@@ -310,7 +310,7 @@ import os
 import ipywidgets as widgets
 
 import explainkit as ek
-from explainkit.api import resolve_data, resolve_model
+from explainkit.plugins.api import resolve_data, resolve_model
 from explainkit.errors import ExplainKitError
 
 model_spec = os.environ.get("EXPLAINKIT_APP_MODEL", "sample:mnist-cnn")

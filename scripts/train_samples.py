@@ -16,8 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from explainkit import zoo  # noqa: E402
-from explainkit.checkpoint import read_config  # noqa: E402
+from explainkit.models import zoo  # noqa: E402
+from explainkit.models.checkpoint import read_config  # noqa: E402
 
 
 def write_readme(out: Path) -> None:

@@ -21,5 +21,5 @@ def sample(name: str):
 
 @lru_cache(maxsize=None)
 def data(name: str):
-    from explainkit import datasets
+    from explainkit.data import datasets
     return datasets.sample_data(name)

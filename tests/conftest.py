@@ -28,7 +28,7 @@ def load_model():
 @pytest.fixture(scope="session")
 def load_data():
     """load_data('mnist-cnn') -> the shipped held-out data for a family (cached)."""
-    from explainkit import datasets
+    from explainkit.data import datasets
 
     cache = {}
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import explainkit
-from explainkit import checkpoint, zoo
+from explainkit.models import checkpoint
+from explainkit.models import zoo
 from explainkit.errors import CheckpointError, ExplainKitError, UnknownNameError
-from explainkit.text import Tokenizer
+from explainkit.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")

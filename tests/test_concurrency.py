@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import explainkit as ek
-from explainkit.incremental import IncrementalForward
+from explainkit.models.incremental import IncrementalForward
 
 
 def run_together(*loops, timeout=300):

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from explainkit import datasets
+from explainkit.data import datasets
 from explainkit.enums import Modality
 from explainkit.errors import DataError, InputError, UnknownNameError
 

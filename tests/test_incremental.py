@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import explainkit as ek
-from explainkit.incremental import IncrementalForward
+from explainkit.models.incremental import IncrementalForward
 
 
 def plain_probs(model, sample, keep):
@@ -223,7 +223,7 @@ def test_an_engine_that_disagrees_is_dropped(load_data):
 
 
 def test_calls_cut_inside_a_sample_stay_exact(load_data, monkeypatch):
-    from explainkit import torch_model
+    from explainkit.models import torch_model
 
     model = fresh_cnn()
     s = load_data("mnist-cnn").samples(model)[2]

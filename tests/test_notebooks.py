@@ -107,7 +107,7 @@ def test_notebooks_are_generated_and_stored_without_outputs():
         for cell in nb["cells"]:
             assert not cell.get("outputs") and not cell.get("execution_count"), f"{path} stores outputs"
     # the app serves the copy shipped inside the package (it works from a wheel, too)
-    from explainkit.app import APP_NOTEBOOK
+    from explainkit.views.app import APP_NOTEBOOK
     assert APP_NOTEBOOK.read_text() == (NB_DIR / "dashboard.ipynb").read_text()
 
 

@@ -17,7 +17,7 @@ import pytest
 import explainkit
 from explainkit import Capability, Explainer, ExplainerSpec, Explanation, Param, ResultKind
 from explainkit.errors import DataError, PluginError, UnknownNameError
-from explainkit.testing import (CheckReport, Status, check_explainer, empty_registry, registry_with)
+from explainkit.plugins.conformance import (CheckReport, Status, check_explainer, empty_registry, registry_with)
 
 HERE = __name__
 
@@ -29,7 +29,7 @@ def tiny_models():
     import torch
     from torch import nn
 
-    from explainkit.text import Tokenizer
+    from explainkit.data.tokenizer import Tokenizer
 
     torch.manual_seed(0)
 
@@ -147,7 +147,7 @@ def test_a_correct_explainer_passes_every_check(tiny_models):
 
 def test_budget_parameters_are_capped_for_the_check(tiny_models):
     report = check_explainer(spec("LeaveOneOut"), models=pool(tiny_models, "tab"))
-    from explainkit.testing import CHEAP_N, _cheap_params
+    from explainkit.plugins.conformance import CHEAP_N, _cheap_params
     assert _cheap_params(spec("LeaveOneOut")) == {"n_samples": CHEAP_N}
     assert report.ok
 
@@ -222,13 +222,13 @@ def test_empty_registry_discovers_nothing():
 # -- the scaffold -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["My-Plugin", "2fast", "has space", "", "Caps"])
 def test_scaffold_rejects_names_that_are_not_snake_case(bad, tmp_path):
-    from explainkit.scaffold import scaffold
+    from explainkit.plugins.scaffold import scaffold
     with pytest.raises(PluginError, match="snake_case"):
         scaffold(bad, tmp_path / "p")
 
 
 def test_scaffold_names_and_refusals(tmp_path):
-    from explainkit.scaffold import names_for, scaffold
+    from explainkit.plugins.scaffold import names_for, scaffold
 
     n = names_for("grad_norm")
     assert (n["dist"], n["package"], n["class_name"]) == ("explainkit-grad-norm", "explainkit_grad_norm", "GradNorm")
@@ -242,7 +242,7 @@ def test_scaffold_names_and_refusals(tmp_path):
 
 
 def test_scaffolded_package_does_no_work_at_import(tmp_path):
-    from explainkit.scaffold import scaffold
+    from explainkit.plugins.scaffold import scaffold
 
     files = scaffold("probe_tool", tmp_path / "d", check_clash=False)
     assert {f.relative_to(tmp_path / "d").as_posix() for f in files} == {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import explainkit
-from explainkit import datasets
+from explainkit.data import datasets
 from explainkit.errors import NotApplicableError, ParameterError
 
 torch = pytest.importorskip("torch")

@@ -322,7 +322,7 @@ def test_black_box_tabular_occlusion_ground_truth(load_data):
 # -- the plugin conformance harness -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", DETERMINISTIC + sorted(STOCHASTIC))
 def test_conformance_harness(load_model, name):
-    from explainkit.testing import check_explainer
+    from explainkit.plugins.conformance import check_explainer
 
     tab = load_model("breast-cancer-mlp")
     box = explainkit.wrap(lambda rows: tab.predict(list(rows)), modality="tabular", classes=tab.classes,

@@ -11,8 +11,8 @@ from torch import nn
 
 import explainkit as ek
 from explainkit.errors import InputError, ParameterError, UnknownNameError
-from explainkit.quality import agreement, assess
-from explainkit.registry import Explainer, ExplainerSpec, Registry, run_explainer
+from explainkit.trust.quality import agreement, assess
+from explainkit.plugins.registry import Explainer, ExplainerSpec, Registry, run_explainer
 
 RELEVANT = (0, 1, 2)
 
@@ -340,7 +340,7 @@ def test_badges_on_sample_models(mnist_cnn, sst2_lstm, load_data):
 
 
 def test_evaluate_tables_and_cli(tmp_path, breast_cancer):
-    from explainkit.cli import main
+    from explainkit.cli.main import main
 
     ev = ek.evaluate(breast_cancer, ek.datasets.sample_data("breast-cancer-mlp"),
                      ["integrated_gradients", "occlusion"], limit=6)
@@ -356,7 +356,7 @@ def test_evaluate_tables_and_cli(tmp_path, breast_cancer):
 
 
 def test_curves_split_into_batches_that_fit_memory_and_refuse_what_never_fits(mnist_cnn, load_data, monkeypatch):
-    from explainkit import quality_metrics as qm
+    from explainkit.trust import metrics as qm
 
     ss = [load_data("mnist-cnn").samples(mnist_cnn)[i] for i in range(3)]
     exps = ek.explain(mnist_cnn, [s.raw for s in ss], "saliency")

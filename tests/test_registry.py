@@ -16,7 +16,7 @@ import explainkit
 from explainkit import Capability, Explainer, ExplainerSpec, Explanation, Param
 from explainkit.errors import (NotApplicableError, ParameterError, PluginError, TargetError,
                                UnknownNameError)
-from explainkit.registry import BUILTIN_DISTRIBUTION, ENV_BLOCK, ENV_NO_AUTOLOAD, Registry, run_explainer
+from explainkit.plugins.registry import BUILTIN_DISTRIBUTION, ENV_BLOCK, ENV_NO_AUTOLOAD, Registry, run_explainer
 
 HERE = __name__
 GRADIENT = {"saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap"}

@@ -9,9 +9,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from explainkit import datasets, render
-from explainkit.explanation import AttentionExplanation, Explanation
-from explainkit.text import Tokenizer
+from explainkit.data import datasets
+from explainkit.views import render
+from explainkit.plugins.explanation import AttentionExplanation, Explanation
+from explainkit.data.tokenizer import Tokenizer
 
 PAYLOADS = ['<script>alert(1)</script>', '"onerror=alert(1) x="', "</textarea><img src=x onerror=alert(2)>"]
 

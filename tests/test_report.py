@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import explainkit
-from explainkit import datasets
-from explainkit.cli import main
+from explainkit.data import datasets
+from explainkit.cli.main import main
 from explainkit.errors import ExplainKitError
 
 PAYLOADS = ['<script>alert(1)</script>', '"onerror=alert(1) x="', "</textarea><img src=x onerror=alert(2)>"]
@@ -110,7 +110,7 @@ def test_rerun_is_cached_and_identical_and_corruption_is_recomputed(image_report
 
 
 def test_selection_rules(mnist_cnn, load_data, tmp_path):
-    from explainkit.report import _predict_all, _select
+    from explainkit.reports.report import _predict_all, _select
 
     data = load_data("mnist-cnn").subset(range(300))
     out = _predict_all(mnist_cnn, data)
@@ -167,7 +167,7 @@ def test_regression_report_and_csv_data(diabetes, tmp_path):
 
 
 def test_npz_and_mnist_directory_data(mnist_cnn, load_data, tmp_path):
-    from explainkit.datafiles import load_path
+    from explainkit.data.files import load_path
 
     data = load_data("mnist-cnn")
     np.savez(tmp_path / "few.npz", images=data.raws[:5], labels=data.labels[:5])

@@ -10,7 +10,7 @@ from torch import nn
 
 import explainkit
 from explainkit.errors import InputError, ShapeError, TextLengthWarning, ValueRangeError
-from explainkit.text import Tokenizer
+from explainkit.data.tokenizer import Tokenizer
 
 from _zoo_helpers import sample
 

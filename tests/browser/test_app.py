@@ -80,7 +80,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 # -- no browser: the app's guard rails ----------------------------------------------------------------------
 def test_bind_address_is_loopback_unless_explicit():
-    from explainkit.app import check_bind
+    from explainkit.views.app import check_bind
     from explainkit.errors import ParameterError
 
     assert check_bind("127.0.0.1") and check_bind("::1") and check_bind("localhost")
@@ -92,7 +92,7 @@ def test_bind_address_is_loopback_unless_explicit():
 
 
 def test_voila_command_pins_the_safe_settings(tmp_path):
-    from explainkit.app import AppConfig, voila_command, write_template
+    from explainkit.views.app import AppConfig, voila_command, write_template
 
     cfg = AppConfig(model="sample:mnist-cnn", data="sample", ip="127.0.0.1", port=8866, token="t" * 32,
                     loopback=True)

@@ -1,0 +1,450 @@
+"""Conformance harness for explainer plugins (compare scikit-learn's ``check_estimator``).
+
+Use it in a plugin's own pytest::
+
+    from explainkit.plugins.conformance import check_explainer
+
+    def test_conforms():
+        check_explainer("my_explainer", quick=True).raise_on_failure()
+
+or from the shell: ``explainkit plugins check my_explainer --quick``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from explainkit.enums import Modality, ResultKind
+from explainkit.errors import (ExplainKitError, ModelError, NotApplicableError, ParameterError, PluginError,
+                     UnknownNameError)
+from explainkit.plugins.registry import ExplainerSpec, Registry, registry as default_registry
+
+__all__ = ["check_explainer", "CheckReport", "CheckRow", "Status", "empty_registry", "registry_with",
+           "cli_check"]
+
+N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
+CHEAP_N = 16           # ceiling for budget parameters (n_steps, n_samples, ...) during the check
+_BUDGET_PREFIXES = ("n_", "num_")
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_state_dict_hooks", "_load_state_dict_pre_hooks")
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+class Status(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+    WARN = "warn"      # worth knowing, not a failure (e.g. a stochastic method that ignores its seed)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Check(str, Enum):
+    DECLARATION = "declaration"
+    IMPORT = "import"
+    OUTPUT = "output"
+    DETERMINISM = "determinism"
+    SEED_SENSITIVITY = "seed sensitivity"
+    MODEL_UNCHANGED = "model unchanged"
+    PARAMS = "parameter validation"
+    NOT_APPLICABLE = "not applicable"
+    ROUND_TRIP = "to_dict/from_dict"
+    HTML = "to_html"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class CheckRow:
+    check: Check
+    model: str
+    status: Status
+    detail: str = ""
+
+
+@dataclass
+class CheckReport:
+    """The rows of one harness run; ``ok`` is True when no row failed."""
+
+    name: str
+    rows: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, check, model, status, detail="") -> CheckRow:
+        row = CheckRow(check, model, status, detail)
+        self.rows.append(row)
+        return row
+
+    @property
+    def failures(self) -> list:
+        return [r for r in self.rows if r.status is Status.FAIL]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __repr__(self) -> str:
+        counts = {s: sum(r.status is s for r in self.rows) for s in Status}
+        return (f"<CheckReport {self.name} {'ok' if self.ok else 'FAILED'} "
+                + " ".join(f"{s.value}={n}" for s, n in counts.items() if n) + ">")
+
+    def __str__(self) -> str:
+        head = ("check", "model", "status", "detail")
+        cells = [head] + [(str(r.check), r.model, r.status.value.upper(), r.detail) for r in self.rows]
+        widths = [max(len(c[i]) for c in cells) for i in range(3)]
+        lines = ["  ".join(c[i].ljust(widths[i]) for i in range(3)) + "  " + c[3] for c in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths) + "  ------")
+        verdict = "OK" if self.ok else f"FAILED ({len(self.failures)} failing check(s))"
+        lines.append(f"{self.name}: {verdict} in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+    def raise_on_failure(self) -> "CheckReport":
+        """Raise AssertionError listing every failing check (for pytest); return self otherwise."""
+        if self.failures:
+            listing = "\n".join(f"  - {r.check} on {r.model}: {r.detail}" for r in self.failures)
+            raise AssertionError(f"explainer {self.name!r} failed {len(self.failures)} conformance "
+                                 f"check(s):\n{listing}\n\n{self}")
+        return self
+
+
+# -- pytest helpers ---------------------------------------------------------------------------------
+def empty_registry() -> Registry:
+    """A registry that discovers nothing (npe2-style fixture): register only what a test needs."""
+    return Registry(autoload=False)
+
+
+def registry_with(*specs: ExplainerSpec, distribution: str = "local", version: str = "0") -> Registry:
+    """An empty registry with exactly these declarations registered."""
+    reg = empty_registry()
+    for spec in specs:
+        reg.register(spec, distribution=spec.distribution or distribution, version=spec.version or version)
+    return reg
+
+
+# -- the harness ----------------------------------------------------------------------------------
+def check_explainer(name_or_spec, *, registry: Registry | None = None, models=None, quick: bool = False,
+                    params: dict | None = None) -> CheckReport:
+    """Run the conformance checks on one explainer and return the report (never raises for a failure).
+
+    ``models``: sample-model names, model adapters, or ``(model, raw_inputs)`` pairs; default: every
+    shipped sample model plus a black-box (predict-only) copy of the tabular classifier. ``quick``:
+    one applicable model per modality. ``params`` override the cheap parameters chosen for the check.
+    """
+    t0 = time.perf_counter()
+    name = name_or_spec.name if isinstance(name_or_spec, ExplainerSpec) else str(name_or_spec)
+    report = CheckReport(name)
+    try:
+        reg, spec = _private_registry(name_or_spec, registry)
+    except PluginError as e:             # broken plugin: a failed check; an unknown name raises
+        report.add(Check.DECLARATION, "-", Status.FAIL, str(e))
+        report.seconds = time.perf_counter() - t0
+        return report
+    report.add(Check.DECLARATION, "-", Status.PASS,
+               f"{spec.distribution} {spec.version}; {len(spec.params)} param(s); result={spec.result.value}")
+    try:
+        reg.implementation(name)
+        report.add(Check.IMPORT, "-", Status.PASS, spec.impl)
+    except ExplainKitError as e:
+        report.add(Check.IMPORT, "-", Status.FAIL, str(e))
+        report.seconds = time.perf_counter() - t0
+        return report
+    pool = _model_pool(models)
+    applicable = [(m, x) for m, x in pool if spec.applies_to(m)]
+    if quick:
+        seen, chosen = set(), []
+        for m, x in applicable:
+            if m.modality not in seen:
+                seen.add(m.modality)
+                chosen.append((m, x))
+        applicable = chosen
+    cheap = {**_cheap_params(spec), **(params or {})}
+    if not applicable:
+        report.add(Check.OUTPUT, "-", Status.FAIL if pool else Status.SKIP,
+                   "applies to none of the models checked" if pool else "no models to check (none shipped?)")
+    for model, raws in applicable:
+        _check_model(report, reg, spec, model, raws, cheap)
+    if applicable:
+        _check_params(report, reg, spec, *applicable[0], cheap)
+    _check_not_applicable(report, reg, spec, pool)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _private_registry(name_or_spec, reg):
+    """A registry holding only this explainer, so failures never mark the caller's entry broken."""
+    if isinstance(name_or_spec, ExplainerSpec):
+        spec = name_or_spec
+        if spec.distribution is None:
+            spec = dataclasses.replace(spec, distribution="local", version="0")
+    else:
+        spec = (reg or default_registry()).get(str(name_or_spec)).spec
+    return registry_with(spec), spec
+
+
+def _run(reg, spec, model, samples, seed, values):
+    from explainkit.plugins.registry import run_explainer
+
+    entry = reg.entries[spec.name]
+    if not entry.ok:                   # a previous model's failure must not hide this model's result
+        entry.status, entry.reason = "ok", ""
+    return run_explainer(spec.name, model, samples, seed=seed, reg=reg, **values)
+
+
+def _check_model(report, reg, spec, model, raws, cheap):
+    label = model.name
+    try:
+        samples = [model.prepare(r, index=i) for i, r in enumerate(raws)]
+    except ExplainKitError as e:
+        report.add(Check.OUTPUT, label, Status.SKIP, f"could not prepare inputs: {e}")
+        return
+    before = _model_state(model)
+    try:
+        first = _run(reg, spec, model, samples, 0, cheap)
+    except ExplainKitError as e:
+        report.add(Check.OUTPUT, label, Status.FAIL, str(e))
+        return
+    problem = _output_problem(first, samples, spec)
+    report.add(Check.OUTPUT, label, Status.FAIL if problem else Status.PASS,
+               problem or f"{len(first)} x scores {tuple(first[0].scores.shape)}, finite, kind={spec.result.value}")
+    after = _model_state(model)
+    if before is None:
+        report.add(Check.MODEL_UNCHANGED, label, Status.SKIP, "black-box model: no module state")
+    else:
+        changed = [k for k in before if before[k] != after[k]]
+        status = Status.FAIL if set(changed) - {"grads"} else Status.WARN if changed else Status.PASS
+        report.add(Check.MODEL_UNCHANGED, label, status,
+                   f"changed: {', '.join(changed)}" if changed else "weights, train/eval flag, hooks, requires_grad")
+    try:
+        again = _run(reg, spec, model, samples, 0, cheap)
+        same = _same(first, again)
+        report.add(Check.DETERMINISM, label, Status.PASS if same else Status.FAIL,
+                   "same seed, identical results" if same else "same seed (0) gave different results")
+        if spec.stochastic:
+            other = _run(reg, spec, model, samples, 1, cheap)
+            differs = not _same(first, other)
+            report.add(Check.SEED_SENSITIVITY, label, Status.PASS if differs else Status.WARN,
+                       "seed 1 differs from seed 0" if differs else
+                       "declared stochastic, but seeds 0 and 1 gave identical results")
+    except ExplainKitError as e:
+        report.add(Check.DETERMINISM, label, Status.FAIL, str(e))
+    _check_serialisation(report, first[0], label)
+
+
+def _output_problem(out, samples, spec) -> str | None:
+    from explainkit.plugins.explanation import AttentionExplanation
+
+    if len(out) != len(samples):
+        return f"{len(out)} results for {len(samples)} samples"
+    for e, s in zip(out, samples):
+        if e.kind is not spec.result:
+            return f"result kind {e.kind.value}, but the spec declares {spec.result.value}"
+        if spec.result is ResultKind.ATTENTION and not isinstance(e, AttentionExplanation):
+            return "an attention explainer must return AttentionExplanation objects"
+        want = s.image.shape[:2] if s.modality is Modality.IMAGE else (s.n_units,)
+        if tuple(e.scores.shape) != tuple(want) or not np.isfinite(e.scores).all():
+            return f"scores {tuple(e.scores.shape)} (expected {tuple(want)}) or not finite"
+        if e.sample_index != s.index:
+            return f"sample_index {e.sample_index} for sample {s.index}: build results with Explanation.from_sample"
+    return None
+
+
+def _same(a, b) -> bool:
+    for x, y in zip(a, b):
+        if not np.array_equal(x.scores, y.scores):
+            return False
+        mx, my = getattr(x, "matrices", None), getattr(y, "matrices", None)
+        if mx is not None and not np.array_equal(mx, my):
+            return False
+    return len(a) == len(b)
+
+
+def _check_serialisation(report, exp, label):
+    from explainkit.plugins.explanation import Explanation
+
+    try:
+        d = json.loads(json.dumps(exp.to_dict()))
+        back = Explanation.from_dict(d)
+        same = (type(back) is type(exp) and np.array_equal(back.scores, exp.scores)
+                and back.method == exp.method and back.target == exp.target and back.kind is exp.kind
+                and back.params == exp.params)
+        report.add(Check.ROUND_TRIP, label, Status.PASS if same else Status.FAIL,
+                   "JSON round trip preserves scores and provenance" if same else
+                   "from_dict(to_dict()) differs: keep extras JSON-compatible")
+    except Exception as e:  # noqa: BLE001 - a plugin's extras may not serialise
+        report.add(Check.ROUND_TRIP, label, Status.FAIL, f"{type(e).__name__}: {e}")
+    try:
+        import explainkit.views.render  # noqa: F401
+    except ImportError:
+        report.add(Check.HTML, label, Status.SKIP, "skipped: render not available")
+        return
+    try:
+        html = exp.to_html()
+        good = isinstance(html, str) and len(html) > 0
+        report.add(Check.HTML, label, Status.PASS if good else Status.FAIL,
+                   f"{len(html)} characters" if good else "to_html() returned nothing")
+    except Exception as e:  # noqa: BLE001
+        report.add(Check.HTML, label, Status.FAIL, f"{type(e).__name__}: {e}")
+
+
+def _check_params(report, reg, spec, model, raws, cheap):
+    samples = [model.prepare(raws[0], index=0)]
+    bad = [("no_such_parameter", 1)]
+    for p in spec.params:
+        bad += [(p.name, v) for v in _bad_values(p)]
+    missed = []
+    for pname, value in bad:
+        values = {**cheap, pname: value}
+        try:
+            _run(reg, spec, model, samples, 0, values)
+            missed.append(f"{pname}={value!r}")
+        except ParameterError:
+            pass
+        except ExplainKitError as e:
+            missed.append(f"{pname}={value!r} raised {type(e).__name__}, not ParameterError")
+    report.add(Check.PARAMS, model.name, Status.FAIL if missed else Status.PASS,
+               f"accepted: {'; '.join(missed)}" if missed else f"{len(bad)} bad value(s) rejected with ParameterError")
+
+
+def _bad_values(p) -> list:
+    """Wrong-type and out-of-range values for one declared parameter."""
+    out = {"int": [1.5, "many"], "float": ["much", float("nan")], "bool": ["maybe"],
+           "str": [42], "choice": ["__not_a_choice__", 3]}[p.type]
+    if p.min is not None:
+        out.append(p.min - 1)
+    if p.max is not None:
+        out.append(p.max + 1)
+    return out
+
+
+def _check_not_applicable(report, reg, spec, pool):
+    others = [m for m, _ in pool if not spec.applies_to(m)]
+    if not others:
+        report.add(Check.NOT_APPLICABLE, "-", Status.SKIP, "applies to every model checked")
+        return
+    model = others[0]
+    raw = _raw_inputs(model, 1)[0]
+    try:
+        _run(reg, spec, model, [model.prepare(raw, index=0)], 0, _cheap_params(spec))
+        report.add(Check.NOT_APPLICABLE, model.name, Status.FAIL, "ran on a model it declares unsupported")
+    except NotApplicableError as e:
+        report.add(Check.NOT_APPLICABLE, model.name, Status.PASS, e.problem)
+    except ExplainKitError as e:
+        report.add(Check.NOT_APPLICABLE, model.name, Status.FAIL, f"{type(e).__name__}, not NotApplicableError: {e}")
+
+
+def _cheap_params(spec) -> dict:
+    """Small budgets for the check: int parameters named n_*/num_* are capped at CHEAP_N, within range."""
+    out = {}
+    for p in spec.params:
+        if p.type == "int" and p.name.startswith(_BUDGET_PREFIXES):
+            v = CHEAP_N if p.default <= 0 else min(p.default, CHEAP_N)
+            if p.min is not None:
+                v = max(v, int(np.ceil(p.min)))
+            if p.max is not None:
+                v = min(v, int(p.max))
+            out[p.name] = v
+    return out
+
+
+# -- models and inputs ----------------------------------------------------------------------------
+def _model_pool(models) -> list:
+    """[(model, raw_inputs)] for the harness."""
+    from explainkit.models.adapter import ModelAdapter
+
+    if models is None:
+        from explainkit.models import zoo
+        models = zoo._loadable_sample_names()     # optional families need their packages
+        pool = [(m, _raw_inputs(m, N_SAMPLES)) for m in (zoo.load_sample(n) for n in models)]
+        tab = [m for m, _ in pool if m.modality is Modality.TABULAR and m.classes]
+        if tab:
+            box = _black_box(tab[0])
+            pool.append((box, _raw_inputs(tab[0], N_SAMPLES)))
+        return pool
+    pool = []
+    for item in models:
+        if isinstance(item, tuple):
+            model, raws = item
+            pool.append((model, list(raws)[:N_SAMPLES]))
+            continue
+        if isinstance(item, str):
+            from explainkit.models.zoo import load_sample
+            item = load_sample(item)
+        if not isinstance(item, ModelAdapter):
+            raise ModelError(f"check_explainer got a {type(item).__name__} in models.",
+                             "pass sample-model names, wrapped models, or (model, raw_inputs) pairs.")
+        pool.append((item, _raw_inputs(item, N_SAMPLES)))
+    return pool
+
+
+def _black_box(model):
+    """A predict-only copy of a tabular classifier (no gradients, no module)."""
+    from explainkit.models.adapter import FunctionModel
+
+    return FunctionModel(lambda rows: model.predict(list(rows)), modality=model.modality, task=model.task,
+                         classes=model.classes, feature_names=model.feature_names,
+                         name=f"{model.name} (black box)")
+
+
+def _raw_inputs(model, n) -> list:
+    """The first n shipped held-out inputs for the model's family, else small synthetic ones."""
+    from explainkit.data.datasets import sample_data
+
+    try:
+        data = sample_data(model.config.get("family") or model.name)
+        if data.modality is model.modality:
+            return [data[i][0] for i in range(min(n, len(data)))]
+    except (UnknownNameError, ExplainKitError):
+        pass
+    rng = np.random.default_rng(0)
+    if model.modality is Modality.IMAGE:
+        c, h, w = model.input_shape or (1, 28, 28)
+        shape = (h, w) if c == 1 else (h, w, c)
+        return [rng.integers(0, 256, size=shape, dtype=np.uint8) for _ in range(n)]
+    if model.modality is Modality.TEXT:
+        vocab = [w for w in getattr(model.tokenizer, "vocab", [])[2:40] if w.isalpha()] or ["good", "bad", "film"]
+        return [" ".join(rng.choice(vocab, size=6)) for _ in range(n)]
+    f = len(model.feature_names)
+    mean = np.asarray(model.standardize["mean"]) if model.standardize else np.zeros(f)
+    return [mean + rng.normal(size=f) for _ in range(n)]
+
+
+def _model_state(model):
+    """A comparable snapshot: weights, train flags, hooks, requires_grad, param grads (None: no module)."""
+    module = getattr(model, "module", None)
+    if module is None:
+        return None
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    mods = list(module.modules())
+    params = list(module.parameters())
+    g = torch.nn.modules.module
+    return {"weights": h.hexdigest(),
+            "train/eval flag": tuple(m.training for m in mods),
+            "module hooks": tuple(len(getattr(m, d, {}) or {}) for m in mods for d in _HOOK_DICTS),
+            "global hooks": tuple(len(getattr(g, d, {}) or {}) for d in _GLOBAL_HOOKS),
+            "tensor hooks": tuple(len(p._backward_hooks or {}) for p in params),
+            "requires_grad": tuple(p.requires_grad for p in params),
+            "grads": tuple(p.grad is not None for p in params)}
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+def cli_check(args) -> int:
+    """``explainkit plugins check NAME [--quick]``: print the table; exit 1 on any failure."""
+    report = check_explainer(args.name, quick=bool(getattr(args, "quick", False)))
+    print(report)
+    return 0 if report.ok else 1

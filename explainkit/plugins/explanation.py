@@ -1,0 +1,252 @@
+"""The one result type every explainer returns and every view reads."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from explainkit.enums import Modality, ResultKind, Task
+from explainkit.errors import DataError, ExplainKitError
+
+__all__ = ["Explanation", "AttentionExplanation", "Explanations", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+_ARRAYS = ("scores", "attributions", "probabilities", "image", "feature_values", "matrices")
+
+
+@dataclass(repr=False, eq=False)
+class Explanation:
+    """Scores aligned to the input's human units, with everything needed to render and trust them.
+
+    - ``scores``: one score per human unit: ``[H,W]`` pixels (channels summed), ``[T]`` tokens,
+      ``[F]`` features. ``attributions`` keeps the raw input-shaped attribution (e.g. ``[C,H,W]``).
+    - The rendering context: ``image``; ``tokens`` + ``offsets`` + ``text``; ``feature_names`` +
+      ``feature_values`` (raw units).
+    - The prediction: ``target`` (class explained), ``prediction`` (class index or value),
+      ``probabilities`` (classification), ``base_value`` where the method has one.
+    - Provenance: ``method``, ``params``, ``seed``, ``timings``, ``versions``, ``model_name``, ``model_hash``.
+    """
+
+    scores: np.ndarray
+    modality: Modality
+    method: str = ""
+    kind: ResultKind = ResultKind.ATTRIBUTION
+    task: Task = Task.CLASSIFICATION
+    attributions: np.ndarray | None = None
+    target: int | None = None
+    target_name: str | None = None
+    prediction: Any = None
+    probabilities: np.ndarray | None = None
+    label: Any = None
+    base_value: float | None = None
+    classes: list[str] | None = None
+    image: np.ndarray | None = None
+    text: str | None = None
+    tokens: list[str] | None = None
+    offsets: list[tuple[int, int]] | None = None
+    feature_names: list[str] | None = None
+    feature_values: np.ndarray | None = None
+    sample_index: int | None = None
+    params: dict = field(default_factory=dict)
+    seed: int | None = None
+    timings: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    model_name: str | None = None
+    model_hash: str | None = None
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+        self.modality = Modality.parse(self.modality)
+        self.kind = ResultKind.parse(self.kind)
+        self.task = Task.parse(self.task)
+
+    # -- construction for plugins ----------------------------------------------------------------
+    @classmethod
+    def from_sample(cls, sample, scores, *, attributions=None, base_value=None, **extra) -> "Explanation":
+        """Build a result for a :class:`~explainkit.Sample`, copying its rendering context."""
+        text = sample.raw if sample.modality is Modality.TEXT else None
+        return cls(scores=scores, modality=sample.modality,
+                   attributions=None if attributions is None else np.asarray(attributions, dtype=np.float64),
+                   base_value=None if base_value is None else float(base_value), label=_plain(sample.label),
+                   image=sample.image, text=text, tokens=sample.tokens, offsets=sample.offsets,
+                   feature_names=sample.feature_names, feature_values=sample.feature_values,
+                   sample_index=sample.index, **extra)
+
+    # -- summaries ----------------------------------------------------------------------------------
+    @property
+    def units(self) -> list[str]:
+        """A label per scored unit (token, feature name, or 'row,col' pixel)."""
+        if self.modality is Modality.TEXT:
+            return list(self.tokens or [])
+        if self.modality is Modality.TABULAR:
+            return list(self.feature_names or [])
+        h, w = self.scores.shape[:2]
+        return [f"{r},{c}" for r in range(h) for c in range(w)]
+
+    def top_k(self, k: int = 5, by: str = "abs") -> list[tuple[str, float]]:
+        """The k most important units as (unit, score); ``by`` is 'abs', 'positive' or 'negative'."""
+        flat = self.scores.reshape(-1)
+        key = {"abs": -np.abs(flat), "positive": -flat, "negative": flat}.get(by)
+        if key is None:
+            raise ExplainKitError(f"Unknown ordering {by!r}.", "use by='abs', 'positive' or 'negative'.")
+        order = np.argsort(key, kind="stable")[:k]
+        units = self.units
+        return [(units[i], float(flat[i])) for i in order]
+
+    @property
+    def target_label(self) -> str:
+        if self.target_name:
+            return self.target_name
+        if self.classes and self.target is not None:
+            return self.classes[self.target]
+        return "output" if self.task is Task.REGRESSION else str(self.target)
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(s) for s in self.scores.shape)
+        pred = self.prediction
+        pred_s = f"{pred:.4g}" if isinstance(pred, float) else (
+            self.classes[pred] if self.classes and isinstance(pred, (int, np.integer)) else pred)
+        return (f"<Explanation {self.method or '?'} {self.modality.value} [{shape}] "
+                f"target={self.target_label!s} prediction={pred_s}>")
+
+    # -- serialisation ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-compatible dict (arrays become nested lists)."""
+        d = {"format_version": FORMAT_VERSION, "class": type(self).__name__}
+        for k, v in self.__dict__.items():
+            d[k] = _jsonable(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Explanation":
+        d = dict(d)
+        version = d.pop("format_version", FORMAT_VERSION)
+        if int(version) > FORMAT_VERSION:
+            raise DataError(f"Explanation format {version} is newer than this explainkit understands.",
+                            "upgrade explainkit.")
+        klass = {"Explanation": Explanation, "AttentionExplanation": AttentionExplanation}.get(
+            d.pop("class", "Explanation"), Explanation)
+        for k in _ARRAYS:
+            if d.get(k) is not None:
+                d[k] = np.asarray(d[k], dtype=np.float64)
+        if d.get("offsets") is not None:
+            d["offsets"] = [tuple(o) for o in d["offsets"]]
+        fields = klass.__dataclass_fields__
+        return klass(**{k: v for k, v in d.items() if k in fields})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def save(self, path) -> Path:
+        """Write ``.npz`` arrays plus JSON metadata in one file (no pickle), atomically."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        meta = {k: _jsonable(v) for k, v in self.__dict__.items() if k not in _ARRAYS}
+        meta["format_version"] = FORMAT_VERSION
+        meta["class"] = type(self).__name__
+        arrays = {k: np.asarray(v) for k, v in self.__dict__.items() if k in _ARRAYS and v is not None}
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        from explainkit.reports.cache import atomic_write
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return atomic_write(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path) -> "Explanation":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["__meta__"]).decode())
+                arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        except FileNotFoundError:
+            raise DataError(f"No explanation file at {path}.", "check the path.") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+            raise DataError(f"{path} is not a valid explanation file ({type(e).__name__}).",
+                            "re-create it with Explanation.save().") from None
+        meta.update(arrays)
+        return cls.from_dict(meta)
+
+    # -- rendering ------------------------------------------------------------------------------------
+    def plot(self, ax=None, view: str = "signed", **kwargs):
+        """Draw with matplotlib (imported lazily); returns the figure."""
+        from explainkit.views import render
+        return render.plot(self, ax=ax, view=view, **kwargs)
+
+    def to_png(self, path=None, view: str = "signed", dpi: int = 100) -> bytes:
+        from explainkit.views import render
+        return render.to_png(self, path=path, view=view, dpi=dpi)
+
+    def to_html(self, view: str = "signed") -> str:
+        """A self-contained HTML fragment (inline image/CSS, all strings escaped)."""
+        from explainkit.views import render
+        return render.to_html(self, view=view)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def quality(self, model, **kwargs):
+        """Trust metrics for this explanation (deletion/insertion AUC, randomization check, …)."""
+        from explainkit.trust import quality
+        return quality.assess(self, model, **kwargs)
+
+
+@dataclass(repr=False, eq=False)
+class AttentionExplanation(Explanation):
+    """Token-to-token attention: ``matrices`` is ``[layers, heads, T, T]``; ``scores`` is per token."""
+
+    matrices: np.ndarray | None = None
+    rollout: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.kind = ResultKind.ATTENTION
+        if self.matrices is not None:
+            self.matrices = np.asarray(self.matrices, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(s) for s in (self.matrices.shape if self.matrices is not None else ()))
+        return f"<AttentionExplanation {self.method or '?'} [{shape}] tokens={len(self.tokens or [])}>"
+
+    def head(self, layer: int, head: int | str = "mean") -> np.ndarray:
+        """One layer's ``[T,T]`` matrix: a head index, or 'mean' over heads."""
+        m = self.matrices[layer]
+        return m.mean(axis=0) if head == "mean" else m[int(head)]
+
+
+class Explanations(list):
+    """A list of explanations (a batch), with a one-line repr and a combined notebook view."""
+
+    def __repr__(self) -> str:
+        methods = sorted({e.method for e in self})
+        return f"<Explanations n={len(self)} methods={','.join(methods)}>"
+
+    def _repr_html_(self) -> str:
+        return "\n".join(e.to_html() for e in self)
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _jsonable(v):
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (Modality, Task, ResultKind)):
+        return v.value
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v

@@ -1,0 +1,128 @@
+"""Running an explainer: validate, resolve targets, call the plugin, check and stamp its output.
+
+A plugin's crash or bad output becomes one PluginError and marks it broken; nothing else is affected.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from explainkit.concurrency import MODEL_LOCK
+from explainkit.enums import Modality, ResultKind, Task
+from explainkit.errors import ExplainKitError, NotApplicableError, ParameterError, PluginError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from explainkit.plugins.registry import Registry
+
+__all__ = ["run_explainer", "resolve_targets"]
+
+
+def resolve_targets(model, samples, target, probabilities) -> list[int]:
+    """Targets per sample: given (int or list), else the predicted class (0 for regression)."""
+    n = len(samples)
+    if model.task is Task.REGRESSION:
+        model.check_target(target)
+        return [0] * n
+    if target is None:
+        return [int(np.argmax(p)) for p in probabilities]
+    targets = [target] * n if np.isscalar(target) else list(target)
+    if len(targets) != n:
+        from explainkit.errors import TargetError
+        raise TargetError(f"{len(targets)} targets given for {n} samples.", "pass one target, or one per sample.")
+    model.check_target(targets)
+    return [int(t) for t in targets]
+
+
+def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int = 0,
+                  reg: "Registry | None" = None, **params):
+    """Validate, run and stamp one explainer on a batch of samples; contain plugin failures."""
+    from explainkit import __version__
+    from explainkit.plugins.explanation import Explanations
+
+    from explainkit.plugins.registry import _reason, registry
+
+    reg = reg or registry()
+    entry = reg.get(name, model)
+    spec = entry.spec
+    why = spec.why_not(model)
+    if why:
+        raise NotApplicableError(f"{name} does not apply to model {model.name!r}: {why}",
+                                 "choose one of: " + ", ".join(s.name for s in reg.applicable(model)) + ".")
+    values = spec.validate_params(params)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ParameterError(f"seed must be an integer; got {seed!r}.", "pass seed=0 (or any int).")
+    samples = [model.prepare(s) for s in samples]
+    impl = reg.implementation(name)
+    with MODEL_LOCK:                     # hooks on a shared module: one computation at a time
+        t0 = time.perf_counter()
+        probs = model.predict(samples)
+        t_pred = time.perf_counter() - t0
+        targets = resolve_targets(model, samples, target, probs)
+        t1 = time.perf_counter()
+        try:
+            out = impl.explain(model, samples, targets, seed=int(seed), **values)
+        except ExplainKitError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a plugin's crash becomes one clear error
+            reason = _reason(e)
+            reg.mark_broken(name, f"raised while explaining: {reason}")
+            raise PluginError(f"Explainer {name!r} ({entry.distribution} {entry.version}) failed: {reason}",
+                              "report it to the plugin's author; other explainers still work.") from None
+        elapsed = time.perf_counter() - t1
+    problem = _check_output(out, samples, spec)
+    if problem:
+        reg.mark_broken(name, f"returned invalid output: {problem}")
+        raise PluginError(f"Explainer {name!r} ({entry.distribution}) returned invalid output: {problem}",
+                          "fix the plugin to return one Explanation per sample with scores per unit.")
+    versions = {"explainkit": __version__, "plugin": entry.distribution, "plugin_version": entry.version}
+    try:
+        import torch
+        versions["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    result = Explanations()
+    for exp, s, t, p in zip(out, samples, targets, probs):
+        exp.method = name
+        exp.params = dict(values)
+        exp.seed = int(seed)
+        exp.task = model.task
+        exp.classes = model.classes
+        exp.target = int(t) if model.task is Task.CLASSIFICATION else None
+        exp.target_name = model.classes[t] if model.task is Task.CLASSIFICATION else model.target_name
+        if model.task is Task.CLASSIFICATION:
+            exp.probabilities = np.asarray(p, dtype=np.float64)
+            exp.prediction = int(np.argmax(p))
+        else:
+            exp.prediction = float(p)
+        exp.timings = {"explain_s": elapsed / len(samples), "batch_s": elapsed, "predict_s": t_pred,
+                       **exp.timings}
+        exp.versions = {**versions, **exp.versions}
+        exp.model_name = model.name
+        exp.model_hash = model.weights_hash()
+        if exp.label is None:
+            exp.label = s.label
+    result.extend(out)
+    return result
+
+
+def _check_output(out, samples, spec) -> str | None:
+    from explainkit.plugins.explanation import AttentionExplanation, Explanation
+
+    if not isinstance(out, (list, tuple)):
+        return f"expected a list of Explanation, got {type(out).__name__}"
+    if len(out) != len(samples):
+        return f"{len(out)} results for {len(samples)} samples"
+    for e, s in zip(out, samples):
+        if not isinstance(e, Explanation):
+            return f"an item is a {type(e).__name__}, not an Explanation"
+        want = s.image.shape[:2] if s.modality is Modality.IMAGE else (s.n_units,)
+        if tuple(e.scores.shape) != tuple(want):
+            return f"scores of shape {tuple(e.scores.shape)}; expected {tuple(want)} for this sample"
+        if not np.isfinite(e.scores).all():
+            return "scores contain NaN or Inf"
+        if spec.result is ResultKind.ATTENTION:
+            if not isinstance(e, AttentionExplanation) or e.matrices is None or e.matrices.ndim != 4:
+                return "an attention result needs matrices of shape [layers, heads, T, T]"
+    return None

@@ -1,0 +1,234 @@
+"""The second half of a report: stream over the cached explanations, then write the exports, HTML and index."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from explainkit.enums import Modality, Task
+from explainkit.errors import DataError
+
+__all__ = ["build"]
+
+
+def _load(cache, key, model, data, index, run, view):
+    """A cached explanation; if its entry vanished or went bad since the compute pass, compute it now."""
+    hit = cache.read(key)
+    if hit is None:
+        from explainkit.reports.executors import Chunk, Item, compute_chunk
+        item = Item(int(index), data.raws[int(index)], None if data.labels is None else data.labels[int(index)].item(),
+                    key, True)
+        for k, blob in compute_chunk(model, Chunk(run.name, run.params, run.seed, [item], view.value)):
+            cache.write(k, blob)
+        hit = cache.read(key)
+        if hit is None:
+            raise DataError(f"The cache at {cache.root} cannot be read back.", "check the disk, or pass another --cache-dir.")
+    exp, html = hit
+    exp.sample_index = int(index)                    # the same input may sit at another index elsewhere
+    exp.label = None if data.labels is None else data.labels[int(index)].item()
+    return exp, html
+
+
+def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap):
+    from explainkit.reports.stats import Agreement, Importance
+
+    imp = {r.name: Importance(model.modality) for r in runs}
+    agree = Agreement([r.name for r in runs])
+    offsets = {r.name: [0] for r in runs}
+    fragments = {}                     # the first `cap` samples' HTML, so sections need not re-read the cache
+    for pos, idx in enumerate(indices):
+        hits = [_load(cache, keys[m][pos], model, data, idx, r, view) for m, r in enumerate(runs)]
+        exps = [e for e, _ in hits]
+        if pos < cap:
+            fragments.update({(pos, r.name): h for r, (_, h) in zip(runs, hits) if h is not None})
+        for r, e in zip(runs, exps):
+            imp[r.name].add(e)
+            s = np.asarray(e.scores, dtype=np.float32)
+            if model.modality is Modality.TEXT:
+                npz.extend(f"{r.name}.scores", s)
+                offsets[r.name].append(offsets[r.name][-1] + len(s))
+            else:
+                npz.append(f"{r.name}.scores", s)
+            if e.base_value is not None:
+                npz.append(f"{r.name}.base_value", np.float64(e.base_value))
+        agree.add(exps)
+    return imp, agree, offsets, fragments
+
+
+def _quality(runs, keys, indices, cache, model, data, view, limit):
+    """Per-method mean trust metrics and per-sample badges, if explainkit.quality is available."""
+    try:
+        from explainkit.trust.quality import assess
+    except ImportError as e:
+        return {"error": f"explainkit.quality is not available ({e})"}, {}
+    badges, table = {}, []
+    for m, r in enumerate(runs):
+        vals: dict[str, list] = {}
+        for pos in range(min(limit, len(indices))):
+            exp, _ = _load(cache, keys[m][pos], model, data, indices[pos], r, view)
+            try:
+                q = assess(exp, model, seed=r.seed)
+            except Exception as e:  # noqa: BLE001 - one failing metric must not sink the report
+                badges[(pos, r.name)] = f"quality failed: {type(e).__name__}"
+                continue
+            badges[(pos, r.name)] = q.badge() if hasattr(q, "badge") else str(q)
+            for k, v in _numbers(q.to_dict() if hasattr(q, "to_dict") else dict(q)).items():
+                vals.setdefault(k, []).append(v)
+        table.append({"method": r.name, "metrics": {k: f"{np.mean(v):.3f}" for k, v in vals.items()},
+                      "n": min(limit, len(indices))})
+    cols = sorted({k for row in table for k in row["metrics"]})
+    return {"columns": cols, "rows": table, "error": None}, badges
+
+
+def _numbers(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if k in ("timings", "n_units", "target", "notes", "points", "fractions", "curve", "values"):
+            continue
+        if isinstance(v, dict):
+            out.update(_numbers(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and (
+                k in ("auc", "faithfulness") or k.endswith("rho")):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def _input_view(model, data, idx):
+    from explainkit.views import render
+    raw = data.raws[int(idx)]
+    if model.modality is Modality.IMAGE:
+        import io
+
+        from matplotlib.image import imsave
+        img = np.clip(model.prepare(raw).image, 0.0, 1.0)
+        buf = io.BytesIO()
+        imsave(buf, img, cmap="gray", vmin=0.0, vmax=1.0, format="png", metadata={"Software": None})
+        return {"image": render.data_uri(buf.getvalue()), "text": None, "features": None}
+    if model.modality is Modality.TEXT:
+        return {"image": None, "text": str(raw), "features": None}
+    names = model.feature_names or [f"x{i}" for i in range(len(raw))]
+    return {"image": None, "text": None,
+            "features": [{"name": n, "value": f"{float(v):.4g}"} for n, v in zip(names, np.asarray(raw))][:40]}
+
+
+def _prediction_view(model, output, label) -> dict:
+    if model.task is Task.REGRESSION:
+        err = None if label is None else float(output) - float(label)
+        return {"value": f"{float(output):.4g}", "unit": model.target_name,
+                "label": None if label is None else f"{float(label):.4g}",
+                "error": None if err is None else f"{err:+.4g}", "wrong": False, "pred": None, "probs": None}
+    order = np.argsort(-output, kind="stable")[: min(5, len(output))]
+    pred = int(order[0])
+    return {"value": None, "pred": model.classes[pred], "label": None if label is None else model.classes[int(label)],
+            "wrong": label is not None and int(label) != pred,
+            "probs": [{"cls": model.classes[int(k)], "p": f"{output[k]:.3f}", "w": f"{100 * output[k]:.1f}"}
+                      for k in order]}
+
+
+def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badges, fragments):
+    """Per-sample sections, generated one at a time while the template streams to disk."""
+    from explainkit.views import render
+
+    for pos in range(min(cap, len(indices))):
+        idx = int(indices[pos])
+        label = None if data.labels is None else data.labels[idx].item()
+        views = []
+        for m, r in enumerate(runs):
+            html = fragments.pop((pos, r.name), None)
+            if html is None:                       # computed by a run with a smaller section cap
+                exp, _ = _load(cache, keys[m][pos], model, data, idx, r, view)
+                from explainkit.reports.cache import pack
+                html = render.to_html(exp, view=view, css=False)
+                cache.write(keys[m][pos], pack(exp, html))
+            from markupsafe import Markup
+            views.append({"method": r.name, "html": Markup(html), "badge": badges.get((pos, r.name))})
+        yield {"pos": pos, "index": idx, "input": _input_view(model, data, idx),
+               "prediction": _prediction_view(model, outputs[idx], label), "views": views}
+
+
+def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out: Path, view, max_sections, quality,
+          timings, counts, t_start, executor):
+    from explainkit.views import render
+    from explainkit.reports.cache import atomic_write
+    from explainkit.reports.report import QUALITY_LIMIT, Report, _dump, environment
+    from explainkit.reports.stats import NpzStream, prediction_stats
+
+    t = time.perf_counter()
+    npz_path, json_path = out.with_suffix(".npz"), out.with_suffix(".json")
+    npz = NpzStream(npz_path)
+    try:
+        imp, agree, offsets, fragments = _aggregate(runs, keys, indices, cache, model, data, npz, view, max_sections)
+        sel_out = outputs[indices]
+        extra = {"indices": np.asarray(indices, dtype=np.int64),
+                 "outputs": np.asarray(sel_out, dtype=np.float64)}
+        if data.labels is not None:
+            extra["labels"] = data.labels[indices]
+        if model.modality is Modality.TEXT:
+            extra.update({f"{r.name}.offsets": np.asarray(offsets[r.name], dtype=np.int64) for r in runs})
+        npz.close(extra)
+    except BaseException:
+        npz.discard()
+        raise
+    is_cls = model.task is Task.CLASSIFICATION
+    preds = sel_out.argmax(axis=1) if is_cls else sel_out
+    stats = prediction_stats(model.task, model.classes, preds, sel_out,
+                             None if data.labels is None else data.labels[indices])
+    timings["aggregate_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    qual, badges = _quality(runs, keys, indices, cache, model, data, view, QUALITY_LIMIT) if quality else (None, {})
+    if quality:
+        timings["quality_s"] = time.perf_counter() - t
+    card = model.card()
+    globals_ = [{"method": r.name, "image": (lambda png: render.data_uri(png) if png else None)(
+        imp[r.name].figure_png(r.name, model.feature_names)), "table": imp[r.name].table(model.feature_names)}
+        for r in runs]
+    summary = {
+        "title": f"explainkit report: {model.name}", "card": card, "metrics": card.get("metrics") or {},
+        "data": {"name": data.name, "n": len(data), "modality": data.modality.value},
+        "selection": {"rule": rule, "limit": limit, "n": int(len(indices))},
+        "methods": [{"name": r.name, "title": r.title, "params": r.params, "seed": r.seed, "plugin": r.plugin,
+                     "plugin_version": r.plugin_version, "stochastic": r.stochastic} for r in runs],
+        "versions": environment(), "timings": timings, "counts": counts, "stats": stats, "classes": model.classes,
+        "task": model.task.value, "agreement": agree.rows(), "agreement_mean": agree.mean(),
+        "global": globals_, "quality": qual, "view": view.value, "sections_cap": max_sections,
+        "files": {"html": out.name, "attributions": npz_path.name, "index": json_path.name},
+        "executor": executor}
+
+    t = time.perf_counter()
+    sections = _sections(runs, keys, indices, cache, model, data, outputs, view, max_sections, badges, fragments)
+    tmp = out.with_name(f".{out.name}.part")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            render.template("report.html").stream(**summary, sections=sections).dump(f)
+        atomic_write(out, tmp.read_bytes())   # fsync + rename: never a half-written report
+    finally:
+        tmp.unlink(missing_ok=True)
+    timings["html_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_start
+
+    index = {k: summary[k] for k in ("files", "data", "selection", "methods", "versions", "timings", "counts",
+                                     "executor", "view")}
+    index.update({"format": "explainkit-report/1", "model": card, "summary": {**stats, "agreement": agree.matrix()
+                  .round(6).tolist(), "agreement_mean": agree.mean()},
+                  "arrays": _array_doc(runs, model, data), "cache_dir": str(cache.root.resolve()),
+                  "indices": [int(i) for i in indices], "keys": {r.name: keys[m] for m, r in enumerate(runs)},
+                  "sections": min(max_sections, len(indices)), "quality": qual})
+    _dump(json_path, index)
+    summary["agreement_mean"] = agree.mean()
+    return Report(out, index, summary)
+
+
+
+def _array_doc(runs, model, data) -> dict:
+    units = {Modality.IMAGE: "[n, H, W] per-pixel scores", Modality.TABULAR: "[n, F] per-feature scores",
+             Modality.TEXT: "flat per-token scores; sample i is [offsets[i]:offsets[i+1]]"}[model.modality]
+    doc = {"indices": "[n] index of each sample in the data", "outputs": "[n, K] probabilities or [n] values"}
+    if data.labels is not None:
+        doc["labels"] = "[n] true labels"
+    for r in runs:
+        doc[f"{r.name}.scores"] = units
+        if model.modality is Modality.TEXT:
+            doc[f"{r.name}.offsets"] = "[n+1] token offsets into the flat scores"
+    return doc

@@ -1,0 +1,187 @@
+"""Run explanation chunks: in-process, on a local process pool, or on a Dask cluster.
+
+A chunk is a small batch of samples for one method. Each executor sends chunks to workers that hold
+the model (loaded or deserialised once per worker, torch limited to one thread), and hands every
+finished chunk back to the caller as packed, checksummed cache entries, in completion order, so the
+caller can persist it at once. A worker that dies has its chunks retried.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from explainkit.enums import _StrEnum
+from explainkit.errors import MissingDependencyError, ParameterError
+
+__all__ = ["Executor", "Item", "Chunk", "compute_chunk", "run_chunks", "PRE_SPAWN_ENV"]
+
+# environment of Dask worker processes, set before they start: glibc returns freed memory to the OS
+# (bounded worker memory over long runs) and numeric libraries use one thread per worker process
+PRE_SPAWN_ENV = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
+                 "OPENBLAS_NUM_THREADS": 1}
+MAX_POOL_RESTARTS = 3
+DASK_RETRIES = 3
+
+
+class Executor(_StrEnum):
+    """Where chunks run."""
+    LOCAL = "local"      # this process (workers=1) or a local process pool (workers>1)
+    DASK = "dask"        # a Dask cluster: --address, or a LocalCluster
+
+
+@dataclass
+class Item:
+    """One sample of a chunk: its index in the data, raw input, label, cache key, and whether to render it."""
+    index: int
+    raw: Any
+    label: Any
+    key: str
+    render: bool = False
+
+
+@dataclass
+class Chunk:
+    """Samples explained together by one method with one parameter set and seed."""
+    method: str
+    params: dict
+    seed: int
+    items: list = field(default_factory=list)
+    view: str = "signed"
+
+
+def _one_thread() -> None:
+    import explainkit.models.adapter  # noqa: F401 - load the adapters before a pickled model arrives
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def compute_chunk(model, chunk: Chunk) -> list[tuple[str, bytes]]:
+    """Explain a chunk; returns ``(key, packed entry)`` per sample (the entry includes HTML if asked)."""
+    from explainkit.views import render
+    from explainkit.reports.cache import pack
+    from explainkit.plugins.registry import run_explainer
+
+    samples = [model.prepare(it.raw, it.label, it.index) for it in chunk.items]
+    exps = run_explainer(chunk.method, model, samples, seed=chunk.seed, **chunk.params)
+    out = []
+    for exp, it in zip(exps, chunk.items):
+        html = render.to_html(exp, view=chunk.view, css=False) if it.render else None
+        out.append((it.key, pack(exp, html)))
+    return out
+
+
+# -- local process pool --------------------------------------------------------------------------------
+_WORKER_MODEL = None
+
+
+def _init_worker(model_ref) -> None:
+    """Pool initializer: load the model once per worker process, with one torch thread."""
+    global _WORKER_MODEL
+    _one_thread()
+    kind, value = model_ref
+    if kind == "spec":
+        from explainkit.plugins.api import resolve_model
+        _WORKER_MODEL = resolve_model(value)
+    else:                      # pickled bytes, loaded here after the adapters module (see _one_thread)
+        import pickle
+        _WORKER_MODEL = pickle.loads(value)
+
+
+def _pool_task(chunk: Chunk):
+    return compute_chunk(_WORKER_MODEL, chunk)
+
+
+def _run_pool(chunks, model_ref, workers, on_result):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = dict(enumerate(chunks))
+    restarts = 0
+    while pending:
+        ctx = mp.get_context("spawn")      # fork after torch has started threads can deadlock
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(model_ref,))
+        futs = {pool.submit(_pool_task, c): i for i, c in pending.items()}
+        try:
+            for fut in as_completed(futs):
+                result = fut.result()
+                pending.pop(futs[fut])
+                on_result(result)
+        except BrokenProcessPool:
+            restarts += 1
+            if restarts > MAX_POOL_RESTARTS:
+                from explainkit.errors import ExplainKitError
+                raise ExplainKitError(f"Worker processes died {restarts} times; {len(pending)} chunks left.",
+                                      "check memory limits, or run with --workers 1.") from None
+        finally:            # Ctrl-C or an error: drop the queued chunks instead of waiting for them
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+# -- Dask ---------------------------------------------------------------------------------------------
+def _dask_task(model, chunk: Chunk):
+    _one_thread()
+    return compute_chunk(model, chunk)
+
+
+def _client(address, workers):
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise MissingDependencyError("The dask executor needs dask.distributed.",
+                                     "pip install 'explainkit[dask]' (or: pip install dask distributed)") from None
+    if address:
+        return Client(address, timeout="30s"), None
+    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **PRE_SPAWN_ENV}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        cluster = LocalCluster(n_workers=max(1, int(workers)), threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
+    return Client(cluster), cluster
+
+
+def _run_dask(chunks, model, workers, address, on_result, on_client=None, client=None):
+    from distributed import as_completed
+
+    own = client is None
+    cluster = None
+    if own:
+        client, cluster = _client(address, workers)
+    try:
+        client.run(_one_thread)
+        if on_client is not None:
+            on_client(client)
+        # the model travels once to each worker, not once per task
+        model_f = client.scatter(model, broadcast=True, hash=False)
+        futs = [client.submit(_dask_task, model_f, c, pure=False, retries=DASK_RETRIES) for c in chunks]
+        for fut in as_completed(futs):
+            on_result(fut.result())
+            fut.release()
+    finally:
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def run_chunks(chunks: list, model, model_ref, *, executor="local", workers: int = 1, address=None,
+               on_result: Callable, on_client: Callable | None = None, client=None) -> None:
+    """Compute every chunk and pass each finished one to ``on_result`` (in the calling process)."""
+    executor = Executor.parse(executor)
+    if not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers must be a positive integer; got {workers!r}.", "pass --workers 1 or more.")
+    if not chunks:
+        return
+    if executor is Executor.DASK or client is not None:
+        _run_dask(chunks, model, workers, address, on_result, on_client, client)
+    elif workers == 1:
+        for c in chunks:
+            on_result(compute_chunk(model, c))
+    else:
+        if model_ref[0] != "spec":
+            import pickle
+            model_ref = ("pickle", pickle.dumps(model_ref[1]))
+        _run_pool(chunks, model_ref, min(workers, len(chunks)), on_result)

@@ -1,0 +1,405 @@
+"""Scripted explanation reports: one self-contained HTML file, with .npz attributions and a JSON index beside it.
+
+``explainkit.report(model, data, methods=[...])`` (or ``explainkit report ...``) selects samples, explains
+them with each method in batches (serially, on a process pool, or on Dask), persists every explanation
+in a content-addressed cache as soon as it is computed (so an interrupted run resumes where it
+stopped), then streams over the cache to write global statistics, exports and the HTML.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import re
+import sys
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from explainkit.enums import Task, _StrEnum
+from explainkit.errors import DataError, InputError, ParameterError, UnknownNameError
+
+__all__ = ["report", "Report", "Selection", "cli_report"]
+
+MAX_SECTIONS = 100          # per-sample sections in the HTML (exports and statistics cover every sample)
+QUALITY_LIMIT = 20          # samples assessed per method with --quality
+BATCH_SIZE = 8              # samples per chunk (a chunk is the unit of work and of persistence)
+LOW_CONFIDENCE = 0.7        # 'low-confidence': top-class probability below this
+
+
+class Selection(_StrEnum):
+    """Which samples a report explains (or a list of indices such as '1,5,9' or '0-99')."""
+    ALL = "all"
+    MISCLASSIFIED = "misclassified"      # regression: absolute error above the mean absolute error
+    LOW_CONFIDENCE = "low-confidence"
+
+
+@dataclass
+class MethodRun:
+    name: str
+    title: str
+    params: dict
+    seed: int
+    stochastic: bool
+    plugin: str
+    plugin_version: str
+
+    @property
+    def versions(self) -> dict:
+        from explainkit import __version__
+        return {"explainkit": __version__, "plugin": self.plugin, "plugin_version": self.plugin_version}
+
+
+def _methods(methods, model, seed: int) -> list[MethodRun]:
+    """Parse 'name' / 'name:key=value:key=value' strings, (name, params) pairs or a {name: params} dict."""
+    from explainkit.errors import NotApplicableError
+    from explainkit.plugins.registry import registry
+
+    if isinstance(methods, str):
+        methods = [m for m in methods.split(",") if m.strip()]
+    items = list(methods.items()) if isinstance(methods, dict) else list(methods)
+    if not items:
+        raise ParameterError("No methods given.", "pass methods=['integrated_gradients', ...].")
+    runs, reg = [], registry()
+    for item in items:
+        if isinstance(item, str):
+            name, *pairs = item.strip().split(":")
+            params = dict(p.split("=", 1) for p in pairs if "=" in p)
+            if len(params) != len(pairs):
+                raise ParameterError(f"Method {item!r} is not 'name:key=value:...'.", "write occlusion:window=4.")
+        else:
+            name, params = item
+        entry = reg.get(name, model)
+        why = entry.spec.why_not(model)
+        if why:
+            raise NotApplicableError(f"{name} does not apply to {model.name!r}: {why}",
+                                     "choose from: " + ", ".join(s.name for s in reg.applicable(model)) + ".")
+        if any(r.name == name for r in runs):
+            raise ParameterError(f"Method {name!r} is listed twice.", "list each method once.")
+        runs.append(MethodRun(name, entry.spec.title, entry.spec.validate_params(dict(params or {})), int(seed),
+                              entry.spec.stochastic, entry.distribution, entry.version))
+    return runs
+
+
+def _predict_all(model, data, batch: int = 256) -> np.ndarray:
+    out = [model.predict([data.raws[j] for j in range(i, min(i + batch, len(data)))])
+           for i in range(0, len(data), batch)]
+    if not out:
+        return np.zeros((0, model.n_outputs)) if model.task is Task.CLASSIFICATION else np.zeros(0)
+    return np.concatenate(out, axis=0)
+
+
+def _select(select, model, outputs, labels, limit) -> tuple[np.ndarray, str]:
+    n = len(outputs)
+    text = str(select).strip().lower()
+    if re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text.replace(" ", "")):
+        idx = []
+        for part in text.replace(" ", "").split(","):
+            a, _, b = part.partition("-")
+            idx.extend(range(int(a), int(b or a) + 1))
+        bad = [i for i in idx if i >= n]
+        if bad:
+            raise InputError(f"Index {bad[0]} is out of range for {n} samples.", f"pass indices in 0..{n - 1}.")
+        chosen, rule = np.asarray(idx, dtype=np.int64), f"indices {text}"
+    else:
+        try:
+            rule = Selection.parse(text)
+        except UnknownNameError:
+            raise UnknownNameError(f"Unknown selection {select!r}.", "use all, misclassified, low-confidence, "
+                                 "or indices such as 1,5,9 or 0-99.") from None
+        if rule is Selection.ALL:
+            chosen = np.arange(n)
+        elif rule is Selection.MISCLASSIFIED:
+            if labels is None:
+                raise DataError("'misclassified' needs labels, and this data has none.", "use --select all.")
+            if model.task is Task.CLASSIFICATION:
+                chosen = np.flatnonzero(outputs.argmax(axis=1) != labels)
+            else:
+                err = np.abs(outputs - labels.astype(np.float64))
+                chosen = np.flatnonzero(err > err.mean())
+        else:
+            if model.task is not Task.CLASSIFICATION:
+                raise ParameterError("'low-confidence' needs class probabilities; this is a regression model.",
+                                     "use --select misclassified (large errors) or all.")
+            chosen = np.flatnonzero(outputs.max(axis=1) < LOW_CONFIDENCE)
+        rule = rule.value
+    if limit is not None:
+        if isinstance(limit, bool) or int(limit) < 1:
+            raise ParameterError(f"limit must be a positive integer; got {limit!r}.", "pass --limit 50, say.")
+        chosen = chosen[: int(limit)]
+    return chosen, rule
+
+
+def _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view):
+    from explainkit.reports.executors import Chunk, Item
+
+    out = []
+    for m, run in enumerate(runs):
+        size = 1 if run.stochastic else batch_size     # stochastic: the same numbers however the run is cut
+        for start in range(0, len(indices), size):
+            items = [Item(int(indices[p]), data.raws[int(indices[p])], _label(data, indices[p]), keys[m][p],
+                          p < max_sections) for p in range(start, min(start + size, len(indices))) if missing[m][p]]
+            if items:
+                out.append(Chunk(run.name, run.params, run.seed, items, view))
+    return out
+
+
+def _label(data, i):
+    return None if data.labels is None else data.labels[int(i)].item()
+
+
+def report(model, data="sample", methods=("integrated_gradients",), *, select="all", limit=None, seed: int = 0,
+           out="report.html", workers: int = 1, executor="local", address=None, cache_dir=None,
+           quality: bool = False, view="signed", max_sections: int = MAX_SECTIONS, batch_size: int = BATCH_SIZE,
+           progress: bool = True, on_progress=None, client=None) -> "Report":
+    """Explain a selection of samples with several methods and write a self-contained HTML report.
+
+    ``model``: an adapter, 'sample:NAME' or a checkpoint path. ``data``: 'sample', a Dataset, an MNIST
+    directory, a .tsv/.csv or .npz file. ``select``: all, misclassified, low-confidence, or indices
+    ('1,5,9', '0-99'). Cached explanations are reused (``cache_dir``, default beside ``out``);
+    ``on_progress(event)`` is called after every finished chunk.
+    """
+    from explainkit.views import render
+    from explainkit.plugins.api import resolve_model
+    from explainkit.reports.cache import Cache, input_hash
+    from explainkit.data.files import load_data
+    from explainkit.reports.executors import run_chunks
+
+    t_start = time.perf_counter()
+    timings = {}
+    model_ref = ("spec", str(model)) if isinstance(model, (str, Path)) else ("object", model)
+    model = resolve_model(str(model)) if isinstance(model, (str, Path)) else model
+    timings["load_model_s"] = time.perf_counter() - t_start
+    view = render.View.parse(view)
+    from explainkit.reports.executors import Executor
+    Executor.parse(executor)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers must be a positive integer; got {workers!r}.", "pass --workers 1 or more.")
+    runs = _methods(methods, model, seed)
+    if not isinstance(batch_size, int) or batch_size < 1 or not isinstance(max_sections, int) or max_sections < 0:
+        raise ParameterError("batch_size must be >= 1 and max_sections >= 0.", "pass batch_size=8, max_sections=100.")
+    t = time.perf_counter()
+    data = load_data(data, model)
+    if data.modality is not model.modality:
+        raise DataError(f"The data is {data.modality.value} but the model takes {model.modality.value}.",
+                        "pass data of the model's modality.")
+    timings["load_data_s"] = time.perf_counter() - t
+    out = Path(out)
+    if out.suffix.lower() != ".html":
+        out = out.with_suffix(".html")
+    fingerprint = _fingerprint(model, data, runs, select, limit, view, max_sections, quality)
+    current = _up_to_date(out, fingerprint, t_start, timings)
+    if current is not None:          # nothing changed since the last complete run: nothing to redo
+        return current
+    t = time.perf_counter()
+    outputs = _predict_all(model, data)
+    labels = data.labels
+    indices, rule = _select(select, model, outputs, labels, limit)
+    timings["predict_s"] = time.perf_counter() - t
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cache = Cache(Path(cache_dir) if cache_dir else out.parent / ".explainkit-cache")
+    model_hash = model.weights_hash()
+    in_hashes = [input_hash(model.prepare(data.raws[int(i)], None, int(i))) for i in indices]
+    from explainkit.reports.cache import entry_key
+    keys = [[entry_key(model_hash, h, r.name, r.params, r.seed, r.versions) for h in in_hashes] for r in runs]
+    missing = [[not cache.valid(k) for k in ks] for ks in keys]
+    chunks = _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view.value)
+    todo = sum(len(c.items) for c in chunks)
+    done = {"n": 0, "chunks": 0}
+    bar = _progress(todo, progress)
+
+    def on_result(results):
+        for key, blob in results:
+            cache.write(key, blob)
+        done["n"] += len(results)
+        done["chunks"] += 1
+        bar.update(len(results))
+        if on_progress is not None:
+            on_progress({"done": done["n"], "total": todo, "chunks": done["chunks"], "cache": cache})
+
+    t = time.perf_counter()
+    try:
+        run_chunks(chunks, model, model_ref, executor=executor, workers=workers, address=address,
+                   on_result=on_result, client=client,
+                   on_client=(lambda c: on_progress({"done": 0, "total": todo, "chunks": 0, "client": c}))
+                   if on_progress else None)
+    finally:
+        bar.close()
+    timings["explain_s"] = time.perf_counter() - t
+    counts = {"samples": int(len(indices)), "explanations": int(len(indices) * len(runs)),
+              "computed": done["n"], "cached": int(len(indices) * len(runs) - todo), "corrupt_recomputed": cache.corrupt}
+
+    from explainkit.reports.build import build
+    rep = build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
+                 outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
+                 timings=timings, counts=counts, t_start=t_start,
+                 executor={"executor": str(executor), "workers": int(workers), "address": address})
+    _seal(rep, fingerprint)
+    return rep
+
+
+def _fingerprint(model, data, runs, select, limit, view, max_sections, quality) -> str:
+    """What a report depends on: model weights, every input and label, selection, methods and options."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": model.weights_hash(), "select": str(select), "limit": limit,
+                         "methods": [[r.name, r.params, r.seed, r.versions] for r in runs],
+                         "view": str(view), "sections": max_sections, "quality": bool(quality),
+                         "format": "explainkit-report/1"}, sort_keys=True, default=str).encode())
+    for raw in data.raws:
+        h.update(raw.encode("utf-8") if isinstance(raw, str) else np.ascontiguousarray(raw).tobytes())
+    if data.labels is not None:
+        h.update(np.ascontiguousarray(data.labels).tobytes())
+    return h.hexdigest()
+
+
+def _file_sha(path: Path) -> str | None:
+    import hashlib
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _seal(rep: "Report", fingerprint: str) -> None:
+    """Record the fingerprint and the written files' hashes in the JSON index (for up-to-date checks)."""
+    rep.index["fingerprint"] = fingerprint
+    rep.index["sha256"] = {"html": _file_sha(rep.path), "attributions": _file_sha(rep.npz_path)}
+    rep.index["summary_view"] = rep._summary
+    rep.index["entry_stats"] = _entry_stats(rep.index)
+    _dump(rep.json_path, rep.index)
+
+
+def _entry_stats(index: dict) -> list | None:
+    """(size, mtime) of every cache entry behind the report: a damaged or rewritten one forces a rebuild,
+    which re-verifies every checksum."""
+    from explainkit.reports.cache import Cache
+
+    cache = Cache(index["cache_dir"])
+    stats = []
+    for keys in index["keys"].values():
+        for k in keys:
+            try:
+                st = cache.path(k).stat()
+            except OSError:
+                return None
+            stats.append([st.st_size, st.st_mtime_ns])
+    return stats
+
+
+def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "Report | None":
+    """The existing report, if it was written for exactly these inputs and its files are intact."""
+    json_path = out.with_suffix(".json")
+    try:
+        index = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("fingerprint") != fingerprint:
+        return None
+    sha = index.get("sha256") or {}
+    if sha.get("html") is None or sha.get("html") != _file_sha(out) or \
+            sha.get("attributions") != _file_sha(out.parent / index["files"]["attributions"]):
+        return None
+    recorded = index.get("entry_stats")
+    if recorded is None or recorded != _entry_stats(index):
+        return None
+    n = int(index["counts"]["explanations"])
+    index["counts"] = {**index["counts"], "computed": 0, "cached": n, "corrupt_recomputed": 0, "up_to_date": True}
+    index["timings"] = {**timings, "explain_s": 0.0, "html_s": 0.0, "total_s": time.perf_counter() - t_start}
+    _dump(json_path, index)
+    return Report(out, index, index.get("summary_view") or {})
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="expl", desc="explaining", disable=not enabled or total == 0, leave=False)
+
+
+def environment() -> dict:
+    """Versions of explainkit and its main dependencies, for the report header."""
+    from explainkit import __version__
+    out = {"explainkit": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "captum", "shap", "lime"):
+        try:
+            from importlib.metadata import version
+            out[mod] = version(mod)
+        except Exception:  # noqa: BLE001 - not installed
+            pass
+    return out
+
+
+class Report:
+    """A written report: the HTML path, the exports beside it, and the JSON index; displays in notebooks."""
+
+    def __init__(self, path, index: dict, summary: dict):
+        self.path = Path(path)
+        self.index = index
+        self._summary = summary
+
+    @property
+    def npz_path(self) -> Path:
+        return self.path.parent / self.index["files"]["attributions"]
+
+    @property
+    def json_path(self) -> Path:
+        return self.path.parent / self.index["files"]["index"]
+
+    def attributions(self, method: str) -> np.ndarray:
+        """The scores of one method, ``[n_samples, ...units]`` (text: flat, split by ``<method>.offsets``)."""
+        with np.load(self.npz_path, allow_pickle=False) as z:
+            if f"{method}.scores" not in z.files:
+                raise ParameterError(f"No method {method!r} in this report.",
+                                     f"use one of: {', '.join(m['name'] for m in self.index['methods'])}.")
+            return z[f"{method}.scores"]
+
+    def explanations(self, method: str):
+        """The report's explanations for one method, read lazily from the cache."""
+        from explainkit.reports.cache import Cache
+        cache = Cache(self.index["cache_dir"])
+        for key in self.index["keys"][method]:
+            yield cache.get(key)
+
+    def __repr__(self) -> str:
+        s = self.index["summary"]
+        acc = f" accuracy={s['accuracy']:.3f}" if s.get("accuracy") is not None else ""
+        return (f"<Report {self.path.name!r} model={self.index['model']['name']!r} n={self.index['counts']['samples']}"
+                f" methods={','.join(m['name'] for m in self.index['methods'])}{acc}>")
+
+    def _repr_html_(self) -> str:
+        from explainkit.views import render
+        return render.template("report_notebook.html").render(**self._summary, path=str(self.path))
+
+
+def cli_report(args) -> int:
+    """`explainkit report`: write the HTML report, the .npz attributions and the JSON index."""
+    rep = report(args.model, args.data, methods=args.methods, select=args.select, limit=args.limit,
+                 seed=args.seed, out=args.out, workers=args.workers, executor=args.executor, address=args.address,
+                 cache_dir=args.cache_dir, quality=args.quality)
+    c, t = rep.index["counts"], rep.index["timings"]
+    print(f"{rep!r}")
+    print(f"explanations: {c['explanations']} ({c['computed']} computed, {c['cached']} from cache"
+          + (f", {c['corrupt_recomputed']} corrupt entries recomputed" if c["corrupt_recomputed"] else "")
+          + f") in {t['total_s']:.1f}s")
+    for kind, name in rep.index["files"].items():
+        print(f"wrote {kind}: {rep.path.parent / name}")
+    return 0
+
+
+def _dump(path: Path, index: dict) -> None:
+    from explainkit.reports.cache import atomic_write
+    atomic_write(path, json.dumps(index, indent=1, sort_keys=False, default=str))
+
+
+class _ReportModule(types.ModuleType):
+    """Importing ``explainkit.report`` (the module) rebinds the package attribute ``explainkit.report``
+    from the function to this module; calling the module keeps ``explainkit.report(...)`` working."""
+
+    def __call__(self, *args, **kwargs) -> Report:
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _ReportModule

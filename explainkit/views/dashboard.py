@@ -1,0 +1,582 @@
+"""The auditor's dashboard: browse samples, see predictions, explain, compare, inspect attention, export.
+
+``Dashboard(model, dataset)`` is an ``ipywidgets.VBox``: make it the last expression of a cell. Its logic
+lives in :mod:`explainkit.dashboard_state`, its custom views in :mod:`explainkit.widgets`; see
+docs/dashboard.md for the test hooks (CSS classes) and the Python-side state.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from pathlib import Path
+
+import ipywidgets as W
+import jinja2
+import numpy as np
+
+from explainkit.views import state as st
+from explainkit.views import widgets as views
+from explainkit.enums import Capability, Modality, Task
+from explainkit.errors import ExplainKitError, InputError, NotApplicableError, UnknownNameError
+from explainkit.views.widgets import (build_attention_panel, build_browser, build_compare_panel, build_explain_panel,
+                      param_widget, quality_figure)
+
+__all__ = ["Dashboard"]
+
+_ENV = jinja2.Environment(autoescape=True)
+_T = {k: _ENV.from_string(v) for k, v in {
+    "header": "<b>{{ name }}</b> <span class='ek-muted'>{{ family }} · {{ modality }} {{ task }} · "
+              "{{ n }} samples{% if acc is not none %} · accuracy {{ '%.1f' % (100 * acc) }}%{% endif %}"
+              " · {{ n_methods }} explainers</span>",
+    "status": "sample={{ index }} method={{ method }} target={{ target }} params={{ params }} "
+              "state={{ state }}{% if ms is not none %} ({{ '%.0f' % ms }} ms){% endif %}",
+    "error": "<b>{{ method }}</b>{% if origin %} ({{ origin }}){% endif %} failed: {{ message }}",
+    "page": "page {{ page }} / {{ pages }} · {{ n }} of {{ total }} samples",
+    "progress": "{{ what }} · {{ '%.1f' % secs }} s",
+    "link": "<a download='{{ name }}' href='{{ uri }}'>⬇ {{ name }}</a>",
+    "agreement": "<table><tr><th>Spearman ρ</th>{% for m in methods %}<th>{{ m }}</th>{% endfor %}</tr>"
+                 "{% for m in methods %}{% set i = loop.index0 %}<tr><th>{{ m }}</th>"
+                 "{% for v in rho[i] %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>",
+}.items()}
+FAST_DEFAULTS = ("integrated_gradients", "saliency", "input_x_gradient", "occlusion")
+
+
+INITIAL_WAIT_S = 30.0     # the first explanation is awaited this long at construction
+
+
+class Dashboard(W.VBox):
+    """Browse a data set's predictions and explain any sample with any applicable explainer."""
+
+    def __init__(self, model, dataset=None, methods=None, *, registry=None, page_size: int = 24,
+                 seed: int = 0, auto: bool = True, quality: bool = True):
+        from explainkit.plugins.registry import registry as default_registry
+
+        self.model = model
+        self.registry = registry if registry is not None else default_registry()
+        self.dataset = st.as_dataset(model, dataset)
+        self.seed = int(seed)
+        self.specs = self._choose_specs(methods)
+        self.cache = st.ExplanationCache()
+        self.history: list[dict] = []
+        self.selected_index: int | None = None
+        self.last_explanation = None
+        self.last_error: ExplainKitError | None = None
+        self.last_quality = None
+        self.comparison: dict | None = None
+        self.job: st.Job | None = None
+        self._jobs: list[st.Job] = []
+        self._quality_cache: dict = {}
+        self._attention_cache: dict = {}
+        self._quiet = False
+        self._samples = self.dataset.samples(model)
+        t0 = time.perf_counter()
+        self.predictions = st.Predictions.compute(model, self.dataset)
+        self.timings = {"predict_all_s": time.perf_counter() - t0}
+        self.browser = st.Browser(self.predictions, st.texts_of(self.dataset, model.modality), page_size)
+        self._quality_mod = st.quality_module() if quality else None
+        self._build()
+        super().__init__(children=self._layout())
+        self.add_class("ek-dashboard")
+        self._refresh_page()
+        first = self.browser.page_indices()
+        if first:
+            self.select(first[0])
+            # The first explanation finishes before the widget is displayed, so its state is part of the
+            # initial render: in Voila, updates sent while the page is still connecting can be lost.
+            if self.job is not None:
+                self.job.join(INITIAL_WAIT_S)
+
+    # -- construction --------------------------------------------------------------------------------
+    @classmethod
+    def from_sample(cls, name: str, **kwargs) -> "Dashboard":
+        """A dashboard on a shipped sample model and its held-out data (e.g. ``"mnist-cnn"``)."""
+        from explainkit.data import datasets
+        from explainkit.models import zoo
+        return cls(zoo.load_sample(name), datasets.sample_data(name), **kwargs)
+
+    def _choose_specs(self, methods):
+        applicable = self.registry.applicable(self.model)
+        if methods is None:
+            if not applicable:
+                raise NotApplicableError(f"No explainer applies to model {self.model.name!r}.",
+                                         "install explainkit-builtins (pip install -e plugins/explainkit-builtins).")
+            return applicable
+        names = [methods] if isinstance(methods, str) else list(methods)
+        by_name = {s.name: s for s in applicable}
+        out = []
+        for n in names:
+            if n not in by_name:
+                entry = self.registry.entries.get(n)
+                if entry is None or entry.spec is None:
+                    raise UnknownNameError(f"Unknown explainer {n!r}.",
+                                           f"use one of: {', '.join(sorted(by_name))}.")
+                raise NotApplicableError(f"{n} does not apply: {entry.spec.why_not(self.model)}",
+                                         f"use one of: {', '.join(sorted(by_name))}.")
+            out.append(by_name[n])
+        if not out:
+            raise InputError("methods is empty.", "pass at least one explainer name, or methods=None for all.")
+        return out
+
+    def _build(self) -> None:
+        m, names = self.model, [s.name for s in self.specs]
+        self.b = build_browser(m, self.dataset, self.predictions, page_size=self.browser.page_size)
+        default = next((n for n in FAST_DEFAULTS if n in names), names[0])    # never start on a slow one
+        self.e = build_explain_panel(m, self.specs, default)
+        self.c = build_compare_panel(self.specs, default)
+        self.a = build_attention_panel() if self._has_attention() else None
+        self._forms = {}
+        acc = None if self.predictions.correct is None else float(self.predictions.correct.mean())
+        self.header = W.HTML(_T["header"].render(
+            name=m.name, family=m.config.get("family", "custom"), modality=m.modality.value, task=m.task.value,
+            n=len(self.dataset), acc=acc, n_methods=len(self.specs)))
+        self.header.add_class("ek-header")
+        self.error = W.HTML("", layout=W.Layout(display="none"))
+        self.error.add_class("ek-error")
+        self.status = W.HTML("")
+        self.status.add_class("ek-status")
+        self._wire()
+        self._show_form(default)
+
+    def _layout(self):
+        left = W.VBox([_title("Samples"), self.b.filters, self.b.grid, self.b.pager],
+                      layout=W.Layout(width="46%", min_width="360px"))
+        right = W.VBox([_title("Prediction"), self.b.prediction, _title("Explain"), self.e.controls,
+                        self.e.params, self.e.run_row, self.error, self.e.view_controls, self.e.view,
+                        self.e.custom, self.e.quality_row, self.e.export_row, self.status],
+                       layout=W.Layout(width="54%", padding="0 0 0 12px"))
+        for box in (left, right):
+            box.add_class("ek-card")
+        rows = [self.header, W.HBox([left, right], layout=W.Layout(width="100%", align_items="flex-start")),
+                self.c.panel]
+        if self.a is not None:
+            rows.append(self.a.panel)
+        return rows
+
+    def _wire(self) -> None:
+        b, e, c = self.b, self.e, self.c
+        for w, key in ((b.true, "true_class"), (b.pred, "pred_class"), (b.correct, "correctness"),
+                       (b.conf, "conf_range"), (b.search, "search"), (b.sort, "sort")):
+            w.observe(lambda ch, key=key: self._on_filter(key, ch["new"]), names="value")
+        b.next.on_click(lambda _: self.page(self.browser.page + 1))
+        b.prev.on_click(lambda _: self.page(self.browser.page - 1))
+        b.grid.observe(lambda ch: None if self._quiet else self.select(ch["new"]), names="selected")
+        e.method.observe(lambda ch: self._on_method(ch["new"]), names="value")
+        e.target.observe(lambda ch: self._on_change("target", ch["new"]), names="value")
+        e.explain.on_click(lambda _: self.explain(force=True))
+        e.cancel.on_click(lambda _: self.cancel())
+        W.link((e.mode, "value"), (e.view, "mode"))
+        W.link((e.opacity, "value"), (e.view, "opacity"))
+        e.quality.on_click(lambda _: self._show_quality_plot())
+        e.export_png.on_click(lambda _: self._export_link("png"))
+        e.export_html.on_click(lambda _: self._export_link("html"))
+        c.run.on_click(lambda _: self.compare())
+        if self.a is not None:
+            for name in ("layer", "head", "rollout"):
+                W.link((getattr(self.a, name), "value"), (self.a.view, name))
+
+    # -- state exposed to tests and notebooks -----------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.e.method.value
+
+    @method.setter
+    def method(self, name: str) -> None:
+        self.e.method.value = name
+
+    @property
+    def params(self) -> dict:
+        return {n: w.value for n, w in self._forms.get(self.method, {}).items()}
+
+    def set_params(self, **values) -> None:
+        """Set parameters of the current method (as the form would); re-explains once."""
+        form = self._forms[self.method]
+        unknown = sorted(set(values) - set(form))
+        if unknown:
+            raise UnknownNameError(f"{self.method} has no parameter(s) {unknown}.", f"use: {sorted(form) or 'none'}.")
+        self._quiet = True
+        try:
+            for k, v in values.items():
+                form[k].value = v
+        finally:
+            self._quiet = False
+        self._on_change("params", dict(values))
+
+    @property
+    def target(self):
+        return self.e.target.value if self.model.task is Task.CLASSIFICATION else None
+
+    @target.setter
+    def target(self, value) -> None:
+        self.e.target.value = value
+
+    @property
+    def view_key(self) -> str:
+        """``"<sample>|<method>|<hash of params, target, seed>"``, mirrored as ``data-ek-key`` on ek-view."""
+        return f"{self.selected_index}|{self.method}|{st.params_hash(self.params, self.target, self.seed)}"
+
+    def _key(self):
+        return st.cache_key(self.selected_index, self.method, self.params, self.target, self.seed)
+
+    # -- browsing --------------------------------------------------------------------------------------
+    def _on_filter(self, key, value) -> None:
+        if key in ("true_class", "pred_class"):
+            value = None if value == -1 else int(value)
+        self.browser.set(**{key: value})
+        self.history.append({"event": "filter", key: value})
+        self._refresh_page()
+
+    def page(self, n: int) -> int:
+        """Show page ``n`` (clamped); returns the page shown."""
+        shown = self.browser.go(n)
+        self.history.append({"event": "page", "page": shown})
+        self._refresh_page()
+        return shown
+
+    def _refresh_page(self) -> None:
+        br, b = self.browser, self.b
+        idx = br.page_indices()
+        with b.grid.hold_sync():
+            b.grid.items = views.grid_items(idx, self.dataset, self.predictions, self.model.classes,
+                                            self.model.modality)
+            self._quiet = True
+            b.grid.selected = self.selected_index if self.selected_index is not None else -1
+            self._quiet = False
+        b.page_label.value = _T["page"].render(page=br.page + 1, pages=br.n_pages, n=len(br.indices),
+                                               total=len(self.predictions))
+        b.prev.disabled, b.next.disabled = br.page == 0, br.page >= br.n_pages - 1
+
+    def select(self, index: int) -> None:
+        """Select a sample: prediction, target (default: the predicted class), attention, explanation."""
+        index = int(index)
+        if not 0 <= index < len(self.dataset):
+            raise InputError(f"Sample index {index} is out of range for {len(self.dataset)} samples.",
+                             f"pass an index between 0 and {len(self.dataset) - 1}.")
+        self.selected_index = index
+        self.history.append({"event": "select", "index": index})
+        _, label = self.dataset[index]
+        self.b.prediction.data = views.prediction_payload(self.model, self.predictions, index, label)
+        self._quiet = True
+        try:
+            self.b.grid.selected = index
+            if self.model.task is Task.CLASSIFICATION:
+                self.e.target.value = int(self.predictions.predicted[index])
+        finally:
+            self._quiet = False
+        if self.a is not None:
+            if self.job is not None and self.job.alive:
+                self.job.cancel()          # the previous sample's: its hooks hold the model until it stops
+            self._show_attention(index)
+        self.explain()
+
+    # -- explaining --------------------------------------------------------------------------------------
+    def _on_method(self, name) -> None:
+        self._show_form(name)
+        self._on_change("method", name)
+
+    def _show_form(self, name) -> None:
+        if name not in self._forms:
+            spec = next(s for s in self.specs if s.name == name)
+            self._forms[name] = {p.name: param_widget(p) for p in spec.params}
+            for w in self._forms[name].values():
+                w.observe(lambda ch, n=w: self._on_change("params", {n.description: ch["new"]}), names="value")
+        self.e.params.children = list(self._forms[name].values()) or [W.HTML("<i class='ek-muted'>no parameters</i>")]
+
+    def _on_change(self, what, value) -> None:
+        if self._quiet:
+            return
+        self.history.append({"event": what, "value": value})
+        if self.selected_index is not None:
+            self.explain()
+
+    def explain(self, force: bool = False):
+        """Explain the selected sample with the current method, params and target (cached, in the background).
+
+        Returns the cached Explanation at once, else None (the result arrives via ``wait()``/the view).
+        """
+        if self.selected_index is None or (not force and not self.e.auto.value):
+            self._status(st.JobState.IDLE)
+            return None
+        self.history.append({"event": "explain", "index": self.selected_index, "method": self.method,
+                             "target": self.target, "params": dict(self.params), "forced": force})
+        key, vkey = self._key(), self.view_key
+        t0 = time.perf_counter()
+        hit = self.cache.get(key)
+        if self.job is not None and self.job.alive:
+            self.job.cancel()
+        if hit is not None:
+            self._show(hit, vkey)
+            self._status(st.JobState.CACHED, (time.perf_counter() - t0) * 1000)
+            return hit
+        self._hide_error()
+        index, method, target, params = self.selected_index, self.method, self.target, self.params
+        sample = self._samples[index]
+
+        def work():
+            from explainkit.plugins.registry import run_explainer
+            return run_explainer(method, self.model, [sample], target, seed=self.seed, reg=self.registry,
+                                 **params)[0]
+
+        def done(exp):
+            self.cache.put(key, exp)
+            try:
+                if vkey == self.view_key:
+                    self._show(exp, vkey)
+                    self._status(st.JobState.DONE, exp.timings.get("explain_s", 0) * 1000)
+            finally:
+                self._progress(None)
+
+        def failed(err):
+            self._show_error(method, err)
+            self._status(st.JobState.FAILED)
+            self._progress(None)
+
+        self._status(st.JobState.RUNNING)
+        self.job = self._start(st.Job(work, done, failed, name=method), f"{method} on #{index}")
+        return None
+
+    def _start(self, job: st.Job, what: str) -> st.Job:
+        self._jobs = [j for j in self._jobs if j.alive] + [job]
+        self._progress(job, what)          # shown before the start: a fast job hides it again when done
+        job.start()
+        self._tick(job, what)
+        return job
+
+    def cancel(self) -> None:
+        """Cancel the running explanation: interrupt it at its next Python step and discard its result."""
+        running = [j for j in self._jobs if j.alive]
+        for j in running:
+            j.cancel()
+        self.history.append({"event": "cancel", "jobs": len(running)})
+        self._progress(None)
+        self._status(st.JobState.CANCELLED)
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until background work (explanations, comparisons, quality) is finished (tests, scripts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = [j for j in self._jobs if j.alive]
+            if not alive:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            alive[0].join(max(0.0, deadline - time.monotonic()))
+
+    def _show(self, exp, vkey: str) -> None:
+        self.last_explanation = exp
+        spec = next((s for s in self.specs if s.name == exp.method), None)
+        if spec is not None and spec.view:
+            self._custom_view(spec, exp)
+        else:
+            self.e.custom.children = []
+            self.e.view.layout.display = None
+            self.e.view.show(exp, vkey)
+        if self.a is not None and views.is_attention(exp):
+            self.a.view.show(exp.tokens, exp.matrices, vkey)
+        self.e.export_link.value = ""
+        self._schedule_quality(exp, vkey)
+
+    def _custom_view(self, spec, exp) -> None:
+        import importlib
+        try:
+            mod, _, attr = spec.view.partition(":")
+            widget = getattr(importlib.import_module(mod), attr)(exp)
+        except Exception as err:  # noqa: BLE001 - a plugin's view failing is contained like its explainer
+            self._show_error(spec.name, err, origin=f"view {spec.view}")
+            return
+        widget.add_class("ek-view-custom-content")
+        self.e.view.layout.display = "none"
+        self.e.custom.children = [widget]
+
+    # -- panels: progress, status, errors ---------------------------------------------------------------
+    def _progress(self, job, what: str = "") -> None:
+        e = self.e
+        if job is None:
+            e.progress.layout.visibility = e.cancel.layout.visibility = "hidden"
+            e.progress.value, e.progress_label.value = 0.0, ""
+            return
+        e.progress.layout.visibility = e.cancel.layout.visibility = "visible"
+        e.progress.value = 0.0
+        e.progress_label.value = _T["progress"].render(what=what, secs=0.0)
+
+    def _tick(self, job, what: str) -> None:
+        """Update the elapsed time while the job runs (plugins report no finer progress)."""
+        def tick():
+            while job.alive:
+                time.sleep(0.25)
+                if job.alive:
+                    self.e.progress_label.value = _T["progress"].render(what=what, secs=job.elapsed)
+        threading.Thread(target=tick, daemon=True, name="explainkit-progress").start()
+
+    def _status(self, state, ms=None) -> None:
+        params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "-"
+        self.status.value = _T["status"].render(index=self.selected_index, method=self.method, target=self.target,
+                                                params=params, state=state.value, ms=ms)
+
+    def _show_error(self, method, err, origin=None) -> None:
+        entry = self.registry.entries.get(method)
+        origin = origin or (f"{entry.distribution} {entry.version}" if entry else "")
+        self.last_error = err if isinstance(err, ExplainKitError) else ExplainKitError(str(err))
+        self.history.append({"event": "error", "method": method, "message": str(err)})
+        self.error.value = _T["error"].render(method=method, origin=origin, message=str(err))
+        self.error.layout.display = None
+
+    def _hide_error(self) -> None:
+        self.error.layout.display = "none"
+        self.error.value = ""
+
+    # -- trust badge ----------------------------------------------------------------------------------------
+    def _schedule_quality(self, exp, vkey) -> None:
+        e, q = self.e, self._quality_mod
+        if q is None:
+            e.quality_row.layout.display = "none"
+            return
+        if vkey in self._quality_cache:
+            self._set_badge(self._quality_cache[vkey])
+            return
+        e.quality.description, e.quality.disabled = "trust: computing…", True
+
+        def done(result):
+            self._quality_cache[vkey] = result
+            if vkey == self.view_key:
+                self._set_badge(result)
+
+        def failed(err):
+            e.quality.description, e.quality.tooltip = "trust: n/a", str(err)[:300]
+
+        # the sanity check re-runs the explainer: only when that is cheap
+        metrics = ("deletion", "randomization") if exp.timings.get("explain_s", 0) < 0.5 else ("deletion",)
+        sample = self._samples[exp.sample_index] if exp.sample_index is not None else None
+        self._jobs.append(st.Job(lambda: q.assess(exp, self.model, metrics=metrics, sample=sample,
+                                                  registry=self.registry), done, failed, name="quality").start())
+
+    def _set_badge(self, result) -> None:
+        self.last_quality = result
+        self.e.quality.description = str(result.badge())
+        self.e.quality.disabled = False
+
+    def _show_quality_plot(self) -> None:
+        png = quality_figure(self.last_quality)
+        if png is not None:
+            self.e.quality_plot.value = png
+            self.e.quality_plot.layout.display = None
+        self.history.append({"event": "quality_plot"})
+
+    # -- comparison -------------------------------------------------------------------------------------
+    def compare(self, methods=None):
+        """Explain the selected sample with 2-4 methods (default params, same target) side by side."""
+        names = list(methods) if methods is not None else list(self.c.methods.value)
+        if not 2 <= len(names) <= 4:
+            raise InputError(f"{len(names)} methods chosen for comparison.", "choose 2 to 4 explainers.")
+        if self.selected_index is None:
+            raise InputError("No sample is selected.", "select a sample first.")
+        index, target = self.selected_index, self.target
+        sample = self._samples[index]
+        self.history.append({"event": "compare", "index": index, "methods": names})
+
+        def work():
+            from explainkit.plugins.registry import run_explainer
+            out = []
+            for k, name in enumerate(names):
+                spec = next(s for s in self.specs if s.name == name)
+                params = self.params if name == self.method else spec.defaults()
+                key = st.cache_key(index, name, params, target, self.seed)
+                exp = self.cache.get(key)
+                if exp is None:
+                    exp = run_explainer(name, self.model, [sample], target, seed=self.seed, reg=self.registry,
+                                        **params)[0]
+                    self.cache.put(key, exp)
+                out.append(exp)
+                self.e.progress.value = (k + 1) / len(names)
+            return out
+
+        def done(exps):
+            self._show_comparison(index, names, exps)
+            self._progress(None)
+
+        def failed(err):
+            self._show_error("compare", err)
+            self._progress(None)
+
+        self._start(st.Job(work, done, failed, name="compare"), f"comparing {len(names)} methods on #{index}")
+
+    def _show_comparison(self, index, names, exps) -> None:
+        normed, vmax, rho = st.shared_scale(exps)
+        for k, view in enumerate(self.c.views):
+            if k < len(exps):
+                shown = st.with_scores(exps[k], normed[k])
+                view.show(shown, f"{index}|{names[k]}|compare", vmax=vmax)
+                view.layout.display = None
+            else:
+                view.layout.display = "none"
+        cells = [["—" if not np.isfinite(v) else f"{v:+.2f}" for v in row] for row in rho]
+        self.c.agreement.value = _T["agreement"].render(methods=names, rho=cells)
+        self.comparison = {"index": index, "methods": names, "explanations": exps, "spearman": rho,
+                           "vmax": vmax}
+
+    # -- attention -------------------------------------------------------------------------------------------
+    def _has_attention(self) -> bool:
+        return self.model.modality is Modality.TEXT and self.model.provides(Capability.ATTENTION)
+
+    def _show_attention(self, index: int) -> None:
+        if index not in self._attention_cache:
+            try:
+                self._attention_cache[index] = self.model.attention([self._samples[index]])[0]
+            except ExplainKitError as err:
+                self._show_error("attention", err)
+                return
+        m = self._attention_cache[index]
+        a = self.a
+        a.layer.options = list(range(m.shape[0]))
+        a.head.options = ["mean", "all"] + [str(h) for h in range(m.shape[1])]
+        a.view.show(self._samples[index].tokens, m, f"{index}|attention")
+
+    # -- export -------------------------------------------------------------------------------------------
+    def export_png(self, path=None) -> bytes:
+        """The current explanation as PNG bytes (render.to_png); also written to ``path`` if given."""
+        from explainkit.views import render
+        exp = self._require_explanation()
+        self.history.append({"event": "export", "format": "png", "path": None if path is None else str(path)})
+        return render.to_png(exp, path=path, view=self.e.mode.value)
+
+    def export_html(self, path=None) -> str:
+        """The current explanation as a self-contained HTML fragment (render.to_html); written if ``path``."""
+        from explainkit.views import render
+        exp = self._require_explanation()
+        html = render.to_html(exp, view=self.e.mode.value)
+        self.history.append({"event": "export", "format": "html", "path": None if path is None else str(path)})
+        if path is not None:
+            page = render.html_page(html, title=f"{exp.method} — {self.model.name}") \
+                if hasattr(render, "html_page") else html
+            Path(path).write_text(page, encoding="utf-8")
+        return html
+
+    def _require_explanation(self):
+        if self.last_explanation is None:
+            raise InputError("There is no explanation to export yet.", "select a sample and wait for its view.")
+        return self.last_explanation
+
+    def _export_link(self, fmt: str) -> None:
+        try:
+            if fmt == "png":
+                data, mime = self.export_png(), "image/png"
+            else:
+                data, mime = self.export_html().encode("utf-8"), "text/html"
+        except ExplainKitError as err:
+            self._show_error("export", err)
+            return
+        exp = self.last_explanation
+        name = f"{self.model.name}-{exp.sample_index}-{exp.method}.{fmt}"
+        uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        self.e.export_link.value = _T["link"].render(name=name, uri=uri)
+
+    def __repr__(self) -> str:
+        return (f"<Dashboard {self.model.name!r} n={len(self.dataset)} methods={len(self.specs)} "
+                f"selected={self.selected_index}>")
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _title(text: str) -> W.HTML:
+    w = W.HTML(_ENV.from_string("{{ t }}").render(t=text))
+    w.add_class("ek-section-title")
+    return w
