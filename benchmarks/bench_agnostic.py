@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             explainkit.explain(model, sample, method, **params)                     # warm-up (imports)
             exp = explainkit.explain(model, sample, method, **params)
             evals = exp.extras["n_evaluations"]
-            t_ek = _median_time(lambda: explainkit.explain(model, sample, method, **params), reps)
+            t_ek = _median_time(lambda m=method, p=params, mo=model, s=sample: explainkit.explain(mo, s, m, **p), reps)
             direct = shap_direct(model, sample, target, n)[0] if method == "kernel_shap" else \
                 lime_direct(model, sample, target, n)
             direct()

@@ -91,7 +91,7 @@ def bench_badge(repeats: int) -> None:
         raw, _ = datasets.sample_data(name)[0]
         exp = ek.explain(model, raw, "integrated_gradients")
         exp.quality(model)                                                 # warm-up (imports)
-        t, q = _median_time(lambda: exp.quality(model), repeats)
+        t, q = _median_time(lambda e=exp, m=model: e.quality(m), repeats)
         parts = ", ".join(f"{k[:-2]} {v * 1e3:.0f} ms" for k, v in q.timings.items() if k != "total_s")
         print(f"badge {name:10s} {t * 1e3:7.0f} ms (median of {repeats})  [{parts}]")
         print(f"      {q.badge()}")

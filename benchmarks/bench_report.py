@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 METHODS = ["integrated_gradients", "gradcam", "occlusion"]
 
 
@@ -67,7 +65,7 @@ def captum_occlusion_tuned(model, samples) -> float:
 
 
 def batched(model, samples, batch=8):
-    from explainkit.plugins.registry import run_explainer
+    from explainkit.plugins.runner import run_explainer
 
     out = {}
     for m in METHODS:
@@ -92,21 +90,23 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-report-"))
     model = explainkit.load_sample("mnist-cnn")
     data = datasets.sample_data("mnist").subset(range(args.n))
-    samples = [model.prepare(r, l, i) for i, (r, l) in enumerate(zip(data.raws, data.labels))]
+    samples = [model.prepare(r, y, i) for i, (r, y) in enumerate(zip(data.raws, data.labels))]
     print(f"mnist-cnn, {args.n} samples, methods {', '.join(METHODS)}; torch threads {torch.get_num_threads()}")
     batched(model, samples[:2])                                 # warm-up: imports, first calls
 
     loop = captum_loop(model, samples)
     loop_total = {m: sum(v) for m, v in loop.items()}
     fast = batched(model, samples)
-    print(f"\n{'method':22} {'captum loop s':>14} {'median/sample ms':>17} {'explainkit batched s':>21} {'speed-up':>9}")
+    print(f"\n{'method':22} {'captum loop s':>14} {'median/sample ms':>17} {'explainkit batched s':>21} "
+          f"{'speed-up':>9}")
     for m in METHODS:
         print(f"{m:22} {loop_total[m]:14.2f} {1000 * statistics.median(loop[m]):17.2f} {fast[m]:21.2f}"
               f" {loop_total[m] / fast[m]:8.2f}x")
     lt, ft = sum(loop_total.values()), sum(fast.values())
     print(f"{'all three':22} {lt:14.2f} {'':17} {ft:21.2f} {lt / ft:8.2f}x")
     tuned = captum_occlusion_tuned(model, samples)
-    print(f"{'occlusion, captum loop with perturbations_per_eval=49':54} {tuned:8.2f}s  explainkit {fast['occlusion']:.2f}s"
+    print(f"{'occlusion, captum loop with perturbations_per_eval=49':54} {tuned:8.2f}s  "
+          f"explainkit {fast['occlusion']:.2f}s"
           f"  {tuned / fast['occlusion']:.2f}x", flush=True)
 
     runs = {}

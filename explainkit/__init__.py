@@ -10,22 +10,26 @@ __version__ = "0.1.0"
 
 _LAZY = {
     # models
-    "wrap": "adapters", "ModelAdapter": "adapters", "TorchModel": "adapters", "FunctionModel": "adapters",
-    "load": "checkpoint", "save": "checkpoint",
-    "load_sample": "zoo", "train": "zoo", "families": "zoo", "sample_models": "zoo",
-    "Sample": "samples", "Dataset": "datasets",
-    "Tokenizer": "text",
+    "wrap": "models.wrap", "ModelAdapter": "models.adapter", "TorchModel": "models.torch_model",
+    "FunctionModel": "models.blackbox",
+    "load": "models.checkpoint", "save": "models.checkpoint",
+    "load_sample": "models.zoo", "train": "models.zoo", "families": "models.zoo", "sample_models": "models.zoo",
+    "Sample": "data.samples", "Dataset": "data.datasets",
+    "Tokenizer": "data.tokenizer",
     # explainers
-    "Explanation": "explanation", "AttentionExplanation": "explanation", "Explanations": "explanation",
-    "ExplainerSpec": "registry", "Param": "registry", "Explainer": "registry", "registry": "registry",
-    "explain": "api", "explainers": "api",
+    "Explanation": "plugins.explanation", "AttentionExplanation": "plugins.explanation",
+    "Explanations": "plugins.explanation",
+    "ExplainerSpec": "plugins.registry", "Param": "plugins.registry", "Explainer": "plugins.registry",
+    "registry": "plugins.registry",
+    "explain": "plugins.api", "explainers": "plugins.api",
     # constants
     "Modality": "enums", "Task": "enums", "Capability": "enums", "ResultKind": "enums",
     # views, reports and trust
-    "Dashboard": "dashboard", "report": "report", "Report": "report",
-    "evaluate": "quality", "Quality": "quality",
+    "Dashboard": "views.dashboard", "report": "reports.report", "Report": "reports.report",
+    "evaluate": "trust.quality", "Quality": "trust.quality",
 }
-_MODULES = {"datasets", "errors", "testing"}
+# public modules kept at their old paths (thin re-exports of the layer modules)
+_MODULES = {"datasets", "errors", "testing", "quality"}
 
 __all__ = sorted(set(_LAZY) | _MODULES | {"__version__"})
 

@@ -268,7 +268,7 @@ model = ek.load_sample("breast-cancer-mlp")
 print("applies to breast-cancer-mlp:", LEAVE_ONE_OUT.applies_to(model))
 print("not to mnist-cnn because:", LEAVE_ONE_OUT.why_not(ek.load_sample("mnist-cnn")))"""),
     ("code", """try:
-    from explainkit.plugins.conformance import check_explainer
+    from explainkit.testing import check_explainer
 except ImportError:                       # an older explainkit without the harness
     check_explainer = None
 if check_explainer is not None:
@@ -310,7 +310,7 @@ import os
 import ipywidgets as widgets
 
 import explainkit as ek
-from explainkit.plugins.api import resolve_data, resolve_model
+from explainkit.cli.specs import resolve_data, resolve_model
 from explainkit.errors import ExplainKitError
 
 model_spec = os.environ.get("EXPLAINKIT_APP_MODEL", "sample:mnist-cnn")
@@ -331,7 +331,7 @@ NOTEBOOKS = {
     "notebooks/04_bring_your_own_model.ipynb": NB04,
     "notebooks/05_write_a_plugin.ipynb": NB05,
     "notebooks/dashboard.ipynb": DASHBOARD,
-    "explainkit/static/app.ipynb": DASHBOARD,     # the copy shipped in the package for `explainkit app`
+    "explainkit/views/static/app.ipynb": DASHBOARD,     # the copy shipped in the package for `explainkit app`
 }
 
 

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 import explainkit
-from explainkit.models import checkpoint
-from explainkit.models import zoo
-from explainkit.errors import CheckpointError, ExplainKitError, UnknownNameError
 from explainkit.data.tokenizer import Tokenizer
+from explainkit.errors import CheckpointError, ExplainKitError, UnknownNameError
+from explainkit.models import checkpoint, zoo
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("anywidget")
 
 import explainkit  # noqa: E402
-from explainkit import ExplainerSpec, Explainer, Param  # noqa: E402
-from explainkit.views.state import Browser, Correctness, JobState, Predictions, SortKey  # noqa: E402
+from explainkit import Explainer, ExplainerSpec, Param  # noqa: E402
 from explainkit.errors import InputError, NotApplicableError, UnknownNameError  # noqa: E402
 from explainkit.plugins.registry import Registry  # noqa: E402
+from explainkit.views.state import Browser, Correctness, JobState, Predictions, SortKey  # noqa: E402
 
 
 def _dash(model, data, n=60, **kw):

@@ -6,12 +6,11 @@ import struct
 
 import numpy as np
 import pytest
+from _zoo_helpers import SHARED_DATA, needs_shared, sample
 
 from explainkit.data import datasets
 from explainkit.enums import Modality
 from explainkit.errors import DataError, InputError, UnknownNameError
-
-from _zoo_helpers import SHARED_DATA, needs_shared, sample
 
 
 def _write_idx(path, magic, arr, gz=True, truncate=0):

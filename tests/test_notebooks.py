@@ -128,5 +128,5 @@ def test_app_notebook_ships_in_the_wheel(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("explainkit-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        shipped = z.read("explainkit/static/app.ipynb").decode()
+        shipped = z.read("explainkit/views/static/app.ipynb").decode()
     assert shipped == (NB_DIR / "dashboard.ipynb").read_text()

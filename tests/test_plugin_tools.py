@@ -17,7 +17,7 @@ import pytest
 import explainkit
 from explainkit import Capability, Explainer, ExplainerSpec, Explanation, Param, ResultKind
 from explainkit.errors import DataError, PluginError, UnknownNameError
-from explainkit.plugins.conformance import (CheckReport, Status, check_explainer, empty_registry, registry_with)
+from explainkit.plugins.conformance import CheckReport, Status, check_explainer, empty_registry, registry_with
 
 HERE = __name__
 

@@ -11,8 +11,9 @@ from torch import nn
 
 import explainkit as ek
 from explainkit.errors import InputError, ParameterError, UnknownNameError
+from explainkit.plugins.registry import Explainer, ExplainerSpec, Registry
+from explainkit.plugins.runner import run_explainer
 from explainkit.trust.quality import agreement, assess
-from explainkit.plugins.registry import Explainer, ExplainerSpec, Registry, run_explainer
 
 RELEVANT = (0, 1, 2)
 
@@ -262,7 +263,7 @@ def test_model_independent_plugins_are_flagged_and_ig_is_not(mnist_cnn, load_dat
             assert q.randomization.flagged and q.randomization.final_rho > 0.99, (name, q.randomization)
             assert "sanity FAILED" in q.badge()
     exps = run_explainer("integrated_gradients", mnist_cnn, samples, reg=reg, n_steps=32)
-    for e, s in zip(exps, samples):
+    for e in exps:
         q = e.quality(mnist_cnn, metrics=["randomization"], registry=reg, randomization_steps=3)
         r = q.randomization
         assert not r.flagged and abs(r.final_rho) < 0.3, r

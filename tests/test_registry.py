@@ -14,9 +14,9 @@ import pytest
 
 import explainkit
 from explainkit import Capability, Explainer, ExplainerSpec, Explanation, Param
-from explainkit.errors import (NotApplicableError, ParameterError, PluginError, TargetError,
-                               UnknownNameError)
-from explainkit.plugins.registry import BUILTIN_DISTRIBUTION, ENV_BLOCK, ENV_NO_AUTOLOAD, Registry, run_explainer
+from explainkit.errors import NotApplicableError, ParameterError, PluginError, TargetError, UnknownNameError
+from explainkit.plugins.registry import BUILTIN_DISTRIBUTION, ENV_BLOCK, ENV_NO_AUTOLOAD, Registry
+from explainkit.plugins.runner import run_explainer
 
 HERE = __name__
 GRADIENT = {"saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap"}

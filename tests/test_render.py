@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from explainkit.data import datasets
-from explainkit.views import render
-from explainkit.plugins.explanation import AttentionExplanation, Explanation
 from explainkit.data.tokenizer import Tokenizer
+from explainkit.plugins.explanation import AttentionExplanation, Explanation
+from explainkit.views import render
 
 PAYLOADS = ['<script>alert(1)</script>', '"onerror=alert(1) x="', "</textarea><img src=x onerror=alert(2)>"]
 

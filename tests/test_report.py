@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 
 import explainkit
-from explainkit.data import datasets
 from explainkit.cli.main import main
+from explainkit.data import datasets
+from explainkit.data.files import load_path
 from explainkit.errors import ExplainKitError
+from explainkit.models.zoo import sample_models_dir
+from explainkit.reports.cache import Cache
 
 PAYLOADS = ['<script>alert(1)</script>', '"onerror=alert(1) x="', "</textarea><img src=x onerror=alert(2)>"]
 
@@ -95,7 +98,7 @@ def test_rerun_is_cached_and_identical_and_corruption_is_recomputed(image_report
     for k, v in before.items():
         np.testing.assert_array_equal(after[k], v)
     # damage one entry: it fails its checksum, is recomputed, and the numbers come back the same
-    entry = explainkit.cache.Cache(rep.index["cache_dir"]).path(rep.index["keys"]["gradcam"][2])
+    entry = Cache(rep.index["cache_dir"]).path(rep.index["keys"]["gradcam"][2])
     blob = bytearray(entry.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     entry.write_bytes(bytes(blob))
@@ -119,8 +122,9 @@ def test_selection_rules(mnist_cnn, load_data, tmp_path):
     assert rule == "misclassified"
     low, _ = _select("low-confidence", mnist_cnn, out, data.labels, 3)
     assert len(low) <= 3 and (out[low].max(1) < 0.7).all()
-    assert list(_select("0-3, 7", mnist_cnn, out, data.labels, None)[0]) == [0, 1, 2, 3, 7]
-    for bad, match in (("worst", "Unknown selection .* indices such as"), ("5,900", "out of range")):
+    assert list(_select([0, 1, 2, 3, 7], mnist_cnn, out, data.labels, None)[0]) == [0, 1, 2, 3, 7]
+    for bad, match in (("worst", "Unknown selection .* list of indices"), ([5, 900], "out of range"),
+                       ("0-3", "Unknown selection"), ([1.5, "x"], "sequence of indices")):
         with pytest.raises(ExplainKitError, match=match):
             _select(bad, mnist_cnn, out, data.labels, None)
     with pytest.raises(ExplainKitError, match="positive integer"):
@@ -128,12 +132,13 @@ def test_selection_rules(mnist_cnn, load_data, tmp_path):
     with pytest.raises(ExplainKitError, match="does not apply"):
         explainkit.report(mnist_cnn, data, methods=["attention"], out=tmp_path / "x.html", progress=False)
     with pytest.raises(ExplainKitError, match="no parameter"):
-        explainkit.report(mnist_cnn, data, methods=["occlusion:size=3"], out=tmp_path / "x.html", progress=False)
+        explainkit.report(mnist_cnn, data, methods=[("occlusion", {"size": 3})], out=tmp_path / "x.html",
+                          progress=False)
 
 
 def test_text_report_keeps_tokens_and_offsets(sst2_lstm, load_data, tmp_path):
     data = load_data("sst2-lstm").subset(range(4))
-    rep = explainkit.report(sst2_lstm, data, methods="saliency,occlusion", out=tmp_path / "t.html", progress=False)
+    rep = explainkit.report(sst2_lstm, data, methods=["saliency", "occlusion"], out=tmp_path / "t.html", progress=False)
     page = (tmp_path / "t.html").read_text()
     with np.load(tmp_path / "t.npz") as z:
         off = z["occlusion.offsets"]
@@ -153,7 +158,7 @@ def test_regression_report_and_csv_data(diabetes, tmp_path):
     df["target"] = held.labels
     df = df[df.columns[::-1]]                               # columns in another order than the model's
     df.to_csv(tmp_path / "diab.csv", index=False)
-    assert main(["report", "--model", str(Path(explainkit.zoo.sample_models_dir()) / "diabetes-mlp"), "--data",
+    assert main(["report", "--model", str(Path(sample_models_dir()) / "diabetes-mlp"), "--data",
                  str(tmp_path / "diab.csv"), "--methods", "occlusion", "--select", "misclassified",
                  "--out", str(tmp_path / "d.html")]) == 0
     idx = json.loads((tmp_path / "d.json").read_text())
@@ -193,7 +198,7 @@ def test_every_user_string_is_escaped(breast_cancer, sst2_lstm, tmp_path):
     folder = tmp_path / PAYLOADS[0].replace("/", "")
     folder.mkdir()
     np.savez(folder / f"{PAYLOADS[1]}.npz", X=held.raws, y=held.labels)
-    rep = explainkit.report(evil, folder / f"{PAYLOADS[1]}.npz", methods=["saliency", "occlusion"],
+    rep = explainkit.report(evil, load_path(folder / f"{PAYLOADS[1]}.npz", evil), methods=["saliency", "occlusion"],
                             out=tmp_path / "evil.html", progress=False)
     page = (tmp_path / "evil.html").read_text()
     assert_self_contained_and_inert(page)
@@ -211,7 +216,7 @@ def test_process_pool_matches_serial(mnist_cnn, load_data, tmp_path):
     data = load_data("mnist-cnn").subset(range(10))
     a = explainkit.report(mnist_cnn, data, methods=["saliency"], out=tmp_path / "a.html", progress=False,
                           batch_size=3)
-    b = explainkit.report("sample:mnist-cnn", data, methods=["saliency"], out=tmp_path / "b.html", progress=False,
+    b = explainkit.report(mnist_cnn, data, methods=["saliency"], out=tmp_path / "b.html", progress=False,
                           batch_size=3, workers=2, cache_dir=tmp_path / "other-cache")
     assert b.index["counts"]["computed"] == 10 and b.index["executor"]["workers"] == 2
     # same batches; a worker uses one torch thread, so convolutions may round the last bit differently

@@ -26,7 +26,7 @@ def serial(mnist_cnn, load_data, tmp_path_factory):
     return explainkit.report(mnist_cnn, data, methods=METHODS, out=d / "s.html", batch_size=3, progress=False), data
 
 
-def test_dask_run_matches_serial_and_workers_are_set_up(serial, tmp_path):
+def test_dask_run_matches_serial_and_workers_are_set_up(serial, tmp_path, mnist_cnn):
     ref, data = serial
     seen = {}
 
@@ -35,7 +35,7 @@ def test_dask_run_matches_serial_and_workers_are_set_up(serial, tmp_path):
             seen.update(event["client"].run(
                 lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), __import__("torch").get_num_threads())))
 
-    rep = explainkit.report("sample:mnist-cnn", data, methods=METHODS, out=tmp_path / "d.html", batch_size=3,
+    rep = explainkit.report(mnist_cnn, data, methods=METHODS, out=tmp_path / "d.html", batch_size=3,
                             progress=False, executor="dask", workers=2, on_progress=on_progress)
     assert len(seen) == 2 and set(seen.values()) == {("65536", 1)}   # set before spawn; one torch thread
     assert rep.index["executor"] == {"executor": "dask", "workers": 2, "address": None}

@@ -43,7 +43,7 @@ def test_killed_run_resumes_with_only_the_missing_explanations(tmp_path, mnist_c
     assert f"{80 - survived} computed, {survived} from cache" in done.stdout
     # the resumed export holds the explainer's real numbers for every sample
     data = load_data("mnist-cnn")
-    from explainkit.plugins.registry import run_explainer
+    from explainkit.plugins.runner import run_explainer
     direct = run_explainer("saliency", mnist_cnn, [mnist_cnn.prepare(data.raws[i], None, i) for i in range(8)])
     with np.load(tmp_path / "r.npz") as z:
         assert z["occlusion.scores"].shape == (40, 28, 28)

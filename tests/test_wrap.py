@@ -6,13 +6,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _zoo_helpers import sample
 from torch import nn
 
 import explainkit
-from explainkit.errors import InputError, ShapeError, TextLengthWarning, ValueRangeError
 from explainkit.data.tokenizer import Tokenizer
-
-from _zoo_helpers import sample
+from explainkit.errors import InputError, ShapeError, TextLengthWarning, ValueRangeError
 
 
 class TinyText(nn.Module):

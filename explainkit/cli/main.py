@@ -9,14 +9,14 @@ from explainkit.errors import ExplainKitError
 
 # command -> "module:function" run with the parsed args; returns an exit code
 _RUNNERS = {
-    "run": "explainkit.models.zoo:cli_run",
-    "train": "explainkit.models.zoo:cli_train",
-    "models": "explainkit.models.zoo:cli_models",
-    "explain": "explainkit.plugins.api:cli_explain",
-    "plugins": "explainkit.plugins.registry:cli_plugins",
-    "report": "explainkit.reports.report:cli_report",
-    "evaluate": "explainkit.trust.quality:cli_evaluate",
-    "app": "explainkit.views.app:cli_app",
+    "run": "explainkit.cli.models:cli_run",
+    "train": "explainkit.cli.models:cli_train",
+    "models": "explainkit.cli.models:cli_models",
+    "explain": "explainkit.cli.explain:cli_explain",
+    "plugins": "explainkit.cli.plugins:cli_plugins",
+    "report": "explainkit.cli.report:cli_report",
+    "evaluate": "explainkit.cli.report:cli_evaluate",
+    "app": "explainkit.cli.app:cli_app",
 }
 
 

@@ -15,7 +15,7 @@ from explainkit.errors import DataError, InputError, UnknownNameError
 __all__ = ["Dataset", "load_mnist", "load_sst2", "breast_cancer", "diabetes", "from_arrays",
            "from_dataframe", "from_texts", "from_torch", "sample_data", "DATA_DIR"]
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent
 MNIST_CLASSES = [str(d) for d in range(10)]
 SST2_CLASSES = ["negative", "positive"]
 MNIST_HOLDOUT_START = 8000
@@ -291,7 +291,7 @@ def from_torch(dataset, *, modality=None, class_names=None, feature_names=None, 
     modality = Modality.parse(modality)
     if modality is Modality.IMAGE:
         raws = [np.squeeze(r, 0) if np.ndim(r) == 3 and np.shape(r)[0] == 1 else r for r in raws]
-    y = None if all(l is None for l in labels) else labels
+    y = None if all(lab is None for lab in labels) else labels
     if modality is Modality.TEXT:
         return from_texts(raws, y, class_names=class_names, name=name)
     return Dataset(np.stack(raws) if raws else np.zeros((0,)), y, modality=modality, class_names=class_names,

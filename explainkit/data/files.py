@@ -8,23 +8,10 @@ import numpy as np
 from explainkit.enums import Modality, Task
 from explainkit.errors import DataError
 
-__all__ = ["load_path", "load_data"]
+__all__ = ["load_path"]
 
 _LABELS = ("label", "labels", "target", "y")
 _TEXTS = ("sentence", "text")
-
-
-def load_data(spec, model):
-    """'sample' (the shipped data for the model's family), or a path handled by :func:`load_path`."""
-    from explainkit.data import datasets
-
-    if spec is None or str(spec) in ("", "sample"):
-        return datasets.sample_data(model.config.get("family") or model.modality.value)
-    if hasattr(spec, "raws") and hasattr(spec, "samples"):
-        return spec
-    if str(spec).startswith("sample:"):
-        return datasets.sample_data(str(spec))
-    return load_path(spec, model)
 
 
 def load_path(spec, model):

@@ -16,11 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
+from explainkit.data.samples import Sample
 from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import InputError, ModelError, ShapeError, TargetError, TextLengthWarning, ValueRangeError
-from explainkit.data.samples import Sample
 
-__all__ = ["ModelAdapter", "TorchModel", "FunctionModel", "wrap"]  # noqa: F822 - lazy, see __getattr__
+__all__ = ["ModelAdapter"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -105,7 +105,7 @@ class ModelAdapter:
 
     def prepare_many(self, raws, labels=None) -> list[Sample]:
         labels = [None] * len(raws) if labels is None else list(labels)
-        return [self.prepare(r, l, i) for i, (r, l) in enumerate(zip(raws, labels))]
+        return [self.prepare(r, y, i) for i, (r, y) in enumerate(zip(raws, labels))]
 
     def _prepare_image(self, raw, label, index) -> Sample:
         arr = np.asarray(raw.detach().cpu().numpy() if hasattr(raw, "detach") else raw)
@@ -253,15 +253,3 @@ class ModelAdapter:
                 names = ", ".join(f"{i}={c}" for i, c in enumerate(self.classes[:12]))
                 raise TargetError(f"Target {t!r} is out of range for {self.n_outputs} classes.",
                                   f"pass an index in 0..{self.n_outputs - 1} ({names}).")
-
-
-# The concrete adapters live in their own modules; re-exported here (lazily, so that importing any of
-# those modules first never meets a half-initialised one).
-_CONCRETE = {"FunctionModel": "blackbox", "TorchModel": "torch_model", "wrap": "wrapping"}
-
-
-def __getattr__(name: str):
-    if name in _CONCRETE:
-        import importlib
-        return getattr(importlib.import_module(f".{_CONCRETE[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from explainkit.models.adapter import ModelAdapter
 from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import ModelError, ShapeError
+from explainkit.models.adapter import ModelAdapter
 
 __all__ = ["FunctionModel"]
 

@@ -173,15 +173,16 @@ def _read_weights(d: Path, cfg: dict) -> dict:
 
 
 def load(path):
-    """Load a checkpoint directory (or ``sample:NAME``) as a :class:`~explainkit.adapters.TorchModel`."""
-    from explainkit.models import zoo
-    from explainkit.models.adapter import TorchModel
+    """Load a checkpoint directory as a :class:`~explainkit.TorchModel` (sample models: ``ek.load_sample``)."""
+    from explainkit.models.families import get_family
+    from explainkit.models.torch_model import TorchModel
 
     if isinstance(path, str) and path.startswith("sample:"):
-        return zoo.load_sample(path[len("sample:"):])
+        raise CheckpointError(f"{path!r} is a command-line spec, not a checkpoint directory.",
+                              f"call explainkit.load_sample({path[len('sample:'):]!r}).")
     d = Path(path)
     cfg = read_config(d)
-    family = zoo.get_family(cfg.get("family"))            # UnknownNameError listing the families
+    family = get_family(cfg.get("family"))            # UnknownNameError listing the families
     state = _read_weights(d, cfg)
     try:
         module = family.build(cfg)

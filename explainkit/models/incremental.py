@@ -373,7 +373,7 @@ class IncrementalForward:
         level = _Level(_store([x]), h, w, np.arange(n) * h * w, np.zeros(n, np.int64),
                        np.zeros(n, np.int64), np.full(n, w))
         root_vals = x[torch.from_numpy(roots)]
-        for stage, ho, wo, oy0, oy1, ox0, ox1, bh, bw in steps:
+        for stage, ho, wo, oy0, _oy1, ox0, _ox1, bh, bw in steps:
             lay = stage[0]
             sy0, sx0 = np.minimum(oy0, ho - bh), np.minimum(ox0, wo - bw)
             region = level.gather(kids, lay.in_start(sy0, 0), lay.in_start(sx0, 1),

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from explainkit.errors import CheckpointError, MissingDependencyError, ModelError
 from explainkit.data.tokenizer import Encoding
+from explainkit.errors import CheckpointError, MissingDependencyError, ModelError
 
 __all__ = ["MiniLMClassifier", "MiniLMTokenizer", "base_version", "checkpoint_config",
            "BASE", "TOKENIZER_TYPE"]

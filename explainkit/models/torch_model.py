@@ -6,11 +6,11 @@ from typing import Sequence
 
 import numpy as np
 
-from explainkit.models.adapter import ModelAdapter, _softmax
 from explainkit.concurrency import MODEL_LOCK
+from explainkit.data.samples import Sample
 from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import InputError, ModelError
-from explainkit.data.samples import Sample
+from explainkit.models.adapter import ModelAdapter, _softmax
 
 __all__ = ["TorchModel"]
 
@@ -312,6 +312,14 @@ class TorchModel(ModelAdapter):
     def incremental(self, value: bool) -> None:
         self._incremental, self._incremental_checked = (None if value else False), False
 
+    def __getstate__(self) -> dict:
+        """Pickled for a worker process without the built incremental engine (a traced graph that cannot
+        be pickled); the worker builds its own on first use."""
+        state = dict(self.__dict__)
+        if state.get("_incremental") not in (None, False):
+            state["_incremental"], state["_incremental_checked"] = None, False
+        return state
+
     def _use_incremental(self, n_rows: int, n_samples: int) -> bool:
         """Masked image copies go through :mod:`explainkit.incremental` when the module's graph starts
         with convolutions, there are enough copies per sample to gain, and the engine has not failed
@@ -369,7 +377,7 @@ class TorchModel(ModelAdapter):
             att = self._attention_fn(ids, mask)
         att = att.detach().cpu().double().numpy()
         out = []
-        for i, s in enumerate(samples):
+        for i, _s in enumerate(samples):
             n = int(mask[i].sum())
             out.append(att[i, :, :, :n, :n])
         return out

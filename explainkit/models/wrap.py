@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 
-from explainkit.models.adapter import ModelAdapter
-from explainkit.models.blackbox import FunctionModel
 from explainkit.enums import Modality, Task
 from explainkit.errors import ModelError, ShapeError
+from explainkit.models.adapter import ModelAdapter
+from explainkit.models.blackbox import FunctionModel
 from explainkit.models.torch_model import TorchModel
 
 __all__ = ["wrap"]

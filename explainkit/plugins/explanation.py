@@ -153,7 +153,7 @@ class Explanation:
         meta["class"] = type(self).__name__
         arrays = {k: np.asarray(v) for k, v in self.__dict__.items() if k in _ARRAYS and v is not None}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        from explainkit.reports.cache import atomic_write
+        from explainkit.atomic import atomic_write
 
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)

@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from explainkit.enums import Capability, Modality, ResultKind, Task
-from explainkit.errors import (ExplainKitError, ParameterError, PluginError,
-                     UnknownNameError)
+from explainkit.errors import ExplainKitError, ParameterError, PluginError, UnknownNameError
 
 __all__ = ["Param", "ExplainerSpec", "Explainer", "Registry", "registry", "ENTRY_POINT_GROUP",
-           "BUILTIN_DISTRIBUTION", "run_explainer"]
+           "BUILTIN_DISTRIBUTION"]
 
 ENTRY_POINT_GROUP = "explainkit.explainers"
 BUILTIN_DISTRIBUTION = "explainkit-builtins"
@@ -164,7 +163,8 @@ class ExplainerSpec:
             return (f"{self.name} supports {', '.join(sorted(m.value for m in self.modalities))} models; "
                     f"this model is {model.modality.value}.")
         if model.task not in self.tasks:
-            return f"{self.name} supports {', '.join(sorted(t.value for t in self.tasks))}; this model does {model.task.value}."
+            return (f"{self.name} supports {', '.join(sorted(t.value for t in self.tasks))}; "
+                    f"this model does {model.task.value}.")
         missing = self.requires - set(model.capabilities)
         if missing:
             return (f"{self.name} requires {', '.join(sorted(c.value for c in missing))}, which this model "
@@ -374,38 +374,3 @@ def _reason(e: BaseException) -> str:
     where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
     return f"{type(e).__name__}: {str(e)[:300]}{where}"
 
-
-# -- CLI ----------------------------------------------------------------------------------------------
-def cli_plugins(args) -> int:
-    if args.action == "list":
-        rows = [("name", "modalities", "requires", "distribution", "version", "status")]
-        for e in registry().all():
-            s = e.spec
-            rows.append((e.name, ",".join(sorted(m.value for m in s.modalities)) if s else "?",
-                         ",".join(sorted(c.value for c in s.requires)) if s else "?",
-                         e.distribution, e.version, "ok" if e.ok else f"BROKEN: {e.reason}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
-        return 0
-    if args.action == "check":
-        from explainkit.plugins.conformance import cli_check
-        return cli_check(args)
-    if args.action == "new":
-        from explainkit.plugins.scaffold import cli_new
-        return cli_new(args)
-    raise UnknownNameError(f"Unknown plugins action {args.action!r}.", "use list, check or new.")
-
-
-from explainkit.plugins.runner import run_explainer  # noqa: E402  (re-exported: part of the contract)
-
-
-class _RegistryModule(__import__("types").ModuleType):
-    """Importing ``explainkit.registry`` (the module) rebinds the package attribute ``explainkit.registry``
-    from the function to this module; calling the module keeps ``explainkit.registry()`` working."""
-
-    def __call__(self, refresh: bool = False) -> Registry:
-        return registry(refresh)
-
-
-__import__("sys").modules[__name__].__class__ = _RegistryModule

@@ -40,7 +40,6 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
     """Validate, run and stamp one explainer on a batch of samples; contain plugin failures."""
     from explainkit import __version__
     from explainkit.plugins.explanation import Explanations
-
     from explainkit.plugins.registry import _reason, registry
 
     reg = reg or registry()

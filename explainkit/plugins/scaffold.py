@@ -11,9 +11,9 @@ from string import Template
 
 from explainkit.errors import DataError, PluginError
 
-__all__ = ["scaffold", "names_for", "cli_new"]
+__all__ = ["scaffold", "names_for"]
 
-TEMPLATE_DIR = Path(__file__).parent / "templates" / "plugin"
+TEMPLATE_DIR = Path(__file__).parent / "plugin_template"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # template file -> path in the new distribution (``{package}`` and ``{name}`` are filled in)
 _FILES = {
@@ -65,18 +65,3 @@ def scaffold(name: str, directory, *, check_clash: bool = True) -> list[Path]:
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
-
-
-def cli_new(args) -> int:
-    """``explainkit plugins new NAME --dir DIR``: write the files and print the next steps."""
-    files = scaffold(args.name, args.dir)
-    values = names_for(args.name)
-    print(f"created {values['dist']} in {args.dir}:")
-    for f in files:
-        print(f"  {f}")
-    print("next:\n"
-          f"  pip install --no-deps --no-build-isolation -e {args.dir}\n"
-          f"  explainkit plugins list\n"
-          f"  explainkit plugins check {args.name} --quick\n"
-          f"  python -m pytest {Path(args.dir) / 'tests'}")
-    return 0

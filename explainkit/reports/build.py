@@ -8,6 +8,9 @@ import numpy as np
 
 from explainkit.enums import Modality, Task
 from explainkit.errors import DataError
+from explainkit.reports.result import TEMPLATES
+
+QUALITY_LIMIT = 20          # samples assessed per method with --quality
 
 __all__ = ["build"]
 
@@ -23,7 +26,8 @@ def _load(cache, key, model, data, index, run, view):
             cache.write(k, blob)
         hit = cache.read(key)
         if hit is None:
-            raise DataError(f"The cache at {cache.root} cannot be read back.", "check the disk, or pass another --cache-dir.")
+            raise DataError(f"The cache at {cache.root} cannot be read back.",
+                            "check the disk, or pass another --cache-dir.")
     exp, html = hit
     exp.sample_index = int(index)                    # the same input may sit at another index elsewhere
     exp.label = None if data.labels is None else data.labels[int(index)].item()
@@ -149,10 +153,10 @@ def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badge
 
 def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out: Path, view, max_sections, quality,
           timings, counts, t_start, executor):
-    from explainkit.views import render
-    from explainkit.reports.cache import atomic_write
-    from explainkit.reports.report import QUALITY_LIMIT, Report, _dump, environment
+    from explainkit.atomic import atomic_write
+    from explainkit.reports.result import Report, _dump, environment
     from explainkit.reports.stats import NpzStream, prediction_stats
+    from explainkit.views import render
 
     t = time.perf_counter()
     npz_path, json_path = out.with_suffix(".npz"), out.with_suffix(".json")
@@ -201,7 +205,7 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
     tmp = out.with_name(f".{out.name}.part")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            render.template("report.html").stream(**summary, sections=sections).dump(f)
+            render.template("report.html", search=[TEMPLATES]).stream(**summary, sections=sections).dump(f)
         atomic_write(out, tmp.read_bytes())   # fsync + rename: never a half-written report
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Content-addressed cache of explanations (checksummed entries), and atomic file writes.
+"""Content-addressed cache of explanations (checksummed entries).
 
 An entry's key is the sha256 of what determines the result: the model-weights hash, the input hash,
 the method, its parameters, the seed and the plugin and explainkit versions. An entry file is
@@ -11,36 +11,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from explainkit.atomic import atomic_write
+
 __all__ = ["atomic_write", "Cache", "input_hash", "entry_key", "pack", "unpack"]
 
 MAGIC = b"EKC1"
 _ARRAYS = ("scores", "attributions", "probabilities", "image", "feature_values", "matrices")
-
-
-def atomic_write(path, data) -> Path:
-    """Write bytes or str to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def input_hash(sample) -> str:

@@ -50,7 +50,7 @@ class Chunk:
 
 
 def _one_thread() -> None:
-    import explainkit.models.adapter  # noqa: F401 - load the adapters before a pickled model arrives
+    import explainkit.models.torch_model  # noqa: F401 - load the adapters before a pickled model arrives
     try:
         import torch
         torch.set_num_threads(1)
@@ -60,9 +60,9 @@ def _one_thread() -> None:
 
 def compute_chunk(model, chunk: Chunk) -> list[tuple[str, bytes]]:
     """Explain a chunk; returns ``(key, packed entry)`` per sample (the entry includes HTML if asked)."""
-    from explainkit.views import render
+    from explainkit.plugins.runner import run_explainer
     from explainkit.reports.cache import pack
-    from explainkit.plugins.registry import run_explainer
+    from explainkit.views import render
 
     samples = [model.prepare(it.raw, it.label, it.index) for it in chunk.items]
     exps = run_explainer(chunk.method, model, samples, seed=chunk.seed, **chunk.params)
@@ -77,24 +77,19 @@ def compute_chunk(model, chunk: Chunk) -> list[tuple[str, bytes]]:
 _WORKER_MODEL = None
 
 
-def _init_worker(model_ref) -> None:
+def _init_worker(model_bytes: bytes) -> None:
     """Pool initializer: load the model once per worker process, with one torch thread."""
     global _WORKER_MODEL
     _one_thread()
-    kind, value = model_ref
-    if kind == "spec":
-        from explainkit.plugins.api import resolve_model
-        _WORKER_MODEL = resolve_model(value)
-    else:                      # pickled bytes, loaded here after the adapters module (see _one_thread)
-        import pickle
-        _WORKER_MODEL = pickle.loads(value)
+    import pickle  # the parent pickled its own adapter; loaded after the adapters module
+    _WORKER_MODEL = pickle.loads(model_bytes)
 
 
 def _pool_task(chunk: Chunk):
     return compute_chunk(_WORKER_MODEL, chunk)
 
 
-def _run_pool(chunks, model_ref, workers, on_result):
+def _run_pool(chunks, model_bytes, workers, on_result):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -104,7 +99,7 @@ def _run_pool(chunks, model_ref, workers, on_result):
     while pending:
         ctx = mp.get_context("spawn")      # fork after torch has started threads can deadlock
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(model_ref,))
+                                   initargs=(model_bytes,))
         futs = {pool.submit(_pool_task, c): i for i, c in pending.items()}
         try:
             for fut in as_completed(futs):
@@ -167,7 +162,7 @@ def _run_dask(chunks, model, workers, address, on_result, on_client=None, client
                 cluster.close()
 
 
-def run_chunks(chunks: list, model, model_ref, *, executor="local", workers: int = 1, address=None,
+def run_chunks(chunks: list, model, *, executor="local", workers: int = 1, address=None,
                on_result: Callable, on_client: Callable | None = None, client=None) -> None:
     """Compute every chunk and pass each finished one to ``on_result`` (in the calling process)."""
     executor = Executor.parse(executor)
@@ -181,7 +176,5 @@ def run_chunks(chunks: list, model, model_ref, *, executor="local", workers: int
         for c in chunks:
             on_result(compute_chunk(model, c))
     else:
-        if model_ref[0] != "spec":
-            import pickle
-            model_ref = ("pickle", pickle.dumps(model_ref[1]))
-        _run_pool(chunks, model_ref, min(workers, len(chunks)), on_result)
+        import pickle
+        _run_pool(chunks, pickle.dumps(model), min(workers, len(chunks)), on_result)

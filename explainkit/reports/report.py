@@ -8,11 +8,7 @@ stopped), then streams over the cache to write global statistics, exports and th
 from __future__ import annotations
 
 import json
-import platform
-import re
-import sys
 import time
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +16,11 @@ import numpy as np
 
 from explainkit.enums import Task, _StrEnum
 from explainkit.errors import DataError, InputError, ParameterError, UnknownNameError
+from explainkit.reports.result import Report, _dump
 
-__all__ = ["report", "Report", "Selection", "cli_report"]
+__all__ = ["report", "Report", "Selection"]
 
 MAX_SECTIONS = 100          # per-sample sections in the HTML (exports and statistics cover every sample)
-QUALITY_LIMIT = 20          # samples assessed per method with --quality
 BATCH_SIZE = 8              # samples per chunk (a chunk is the unit of work and of persistence)
 LOW_CONFIDENCE = 0.7        # 'low-confidence': top-class probability below this
 
@@ -53,24 +49,24 @@ class MethodRun:
 
 
 def _methods(methods, model, seed: int) -> list[MethodRun]:
-    """Parse 'name' / 'name:key=value:key=value' strings, (name, params) pairs or a {name: params} dict."""
+    """Method names, (name, params) pairs or a {name: params} dict (the CLI parses its own strings)."""
     from explainkit.errors import NotApplicableError
     from explainkit.plugins.registry import registry
 
     if isinstance(methods, str):
-        methods = [m for m in methods.split(",") if m.strip()]
+        methods = [methods]
     items = list(methods.items()) if isinstance(methods, dict) else list(methods)
     if not items:
         raise ParameterError("No methods given.", "pass methods=['integrated_gradients', ...].")
     runs, reg = [], registry()
     for item in items:
         if isinstance(item, str):
-            name, *pairs = item.strip().split(":")
-            params = dict(p.split("=", 1) for p in pairs if "=" in p)
-            if len(params) != len(pairs):
-                raise ParameterError(f"Method {item!r} is not 'name:key=value:...'.", "write occlusion:window=4.")
+            name, params = item.strip(), {}
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str):
+            name, params = item[0], dict(item[1] or {})
         else:
-            name, params = item
+            raise ParameterError(f"Method {item!r} is neither a name nor a (name, params) pair.",
+                                 "pass methods=['occlusion', ('lime', {'n_samples': 500})].")
         entry = reg.get(name, model)
         why = entry.spec.why_not(model)
         if why:
@@ -93,22 +89,23 @@ def _predict_all(model, data, batch: int = 256) -> np.ndarray:
 
 def _select(select, model, outputs, labels, limit) -> tuple[np.ndarray, str]:
     n = len(outputs)
-    text = str(select).strip().lower()
-    if re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text.replace(" ", "")):
-        idx = []
-        for part in text.replace(" ", "").split(","):
-            a, _, b = part.partition("-")
-            idx.extend(range(int(a), int(b or a) + 1))
-        bad = [i for i in idx if i >= n]
+    if not isinstance(select, (str, Selection)):
+        try:
+            idx = [int(i) for i in select]
+        except (TypeError, ValueError):
+            raise ParameterError(f"select must be a selection name or a sequence of indices; got {select!r}.",
+                                 "pass select='misclassified' or select=[1, 5, 9].") from None
+        bad = [i for i in idx if not 0 <= i < n]
         if bad:
             raise InputError(f"Index {bad[0]} is out of range for {n} samples.", f"pass indices in 0..{n - 1}.")
-        chosen, rule = np.asarray(idx, dtype=np.int64), f"indices {text}"
+        chosen = np.asarray(idx, dtype=np.int64)
+        rule = f"indices {_ranges(idx)}"
     else:
         try:
-            rule = Selection.parse(text)
+            rule = Selection.parse(str(select).strip().lower())
         except UnknownNameError:
             raise UnknownNameError(f"Unknown selection {select!r}.", "use all, misclassified, low-confidence, "
-                                 "or indices such as 1,5,9 or 0-99.") from None
+                                   "or a list of indices.") from None
         if rule is Selection.ALL:
             chosen = np.arange(n)
         elif rule is Selection.MISCLASSIFIED:
@@ -132,6 +129,17 @@ def _select(select, model, outputs, labels, limit) -> tuple[np.ndarray, str]:
     return chosen, rule
 
 
+def _ranges(idx: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5' (how the report names an index selection)."""
+    parts, start = [], None
+    for a, b in zip(idx, idx[1:] + [None]):
+        start = a if start is None else start
+        if b != a + 1:
+            parts.append(str(a) if a == start else f"{start}-{a}")
+            start = None
+    return ",".join(parts)
+
+
 def _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view):
     from explainkit.reports.executors import Chunk, Item
 
@@ -150,27 +158,29 @@ def _label(data, i):
     return None if data.labels is None else data.labels[int(i)].item()
 
 
-def report(model, data="sample", methods=("integrated_gradients",), *, select="all", limit=None, seed: int = 0,
+def report(model, data=None, methods=("integrated_gradients",), *, select="all", limit=None, seed: int = 0,
            out="report.html", workers: int = 1, executor="local", address=None, cache_dir=None,
            quality: bool = False, view="signed", max_sections: int = MAX_SECTIONS, batch_size: int = BATCH_SIZE,
            progress: bool = True, on_progress=None, client=None) -> "Report":
     """Explain a selection of samples with several methods and write a self-contained HTML report.
 
-    ``model``: an adapter, 'sample:NAME' or a checkpoint path. ``data``: 'sample', a Dataset, an MNIST
-    directory, a .tsv/.csv or .npz file. ``select``: all, misclassified, low-confidence, or indices
-    ('1,5,9', '0-99'). Cached explanations are reused (``cache_dir``, default beside ``out``);
-    ``on_progress(event)`` is called after every finished chunk.
+    ``model``: a model adapter (``ek.load_sample``, ``ek.load``, ``ek.wrap``). ``data``: a Dataset, or None
+    for the model's shipped held-out data. ``methods``: names, (name, params) pairs or a {name: params}
+    dict. ``select``: all, misclassified, low-confidence, or a sequence of indices. Cached explanations are
+    reused (``cache_dir``, default beside ``out``); ``on_progress(event)`` is called after every finished chunk.
     """
-    from explainkit.views import render
-    from explainkit.plugins.api import resolve_model
+    from explainkit.data import datasets
+    from explainkit.models.adapter import ModelAdapter
     from explainkit.reports.cache import Cache, input_hash
-    from explainkit.data.files import load_data
     from explainkit.reports.executors import run_chunks
+    from explainkit.views import render
 
     t_start = time.perf_counter()
     timings = {}
-    model_ref = ("spec", str(model)) if isinstance(model, (str, Path)) else ("object", model)
-    model = resolve_model(str(model)) if isinstance(model, (str, Path)) else model
+    if not isinstance(model, ModelAdapter):
+        raise ParameterError(f"report() takes a model object, not {type(model).__name__} {model!r:.60}.",
+                             "pass ek.load_sample('mnist-cnn'), ek.load(path) or ek.wrap(module, ...); "
+                             "'sample:NAME' specs are for the command line.")
     timings["load_model_s"] = time.perf_counter() - t_start
     view = render.View.parse(view)
     from explainkit.reports.executors import Executor
@@ -181,7 +191,12 @@ def report(model, data="sample", methods=("integrated_gradients",), *, select="a
     if not isinstance(batch_size, int) or batch_size < 1 or not isinstance(max_sections, int) or max_sections < 0:
         raise ParameterError("batch_size must be >= 1 and max_sections >= 0.", "pass batch_size=8, max_sections=100.")
     t = time.perf_counter()
-    data = load_data(data, model)
+    if data is None:
+        data = datasets.sample_data(model.config.get("family") or model.modality.value)
+    elif not isinstance(data, datasets.Dataset):
+        raise ParameterError(f"report() takes a Dataset, not {type(data).__name__} {data!r:.60}.",
+                             "pass None (the shipped data), ek.datasets.sample_data(NAME) or "
+                             "ek.datasets.load_path(path, model) for a data file.")
     if data.modality is not model.modality:
         raise DataError(f"The data is {data.modality.value} but the model takes {model.modality.value}.",
                         "pass data of the model's modality.")
@@ -222,7 +237,7 @@ def report(model, data="sample", methods=("integrated_gradients",), *, select="a
 
     t = time.perf_counter()
     try:
-        run_chunks(chunks, model, model_ref, executor=executor, workers=workers, address=address,
+        run_chunks(chunks, model, executor=executor, workers=workers, address=address,
                    on_result=on_result, client=client,
                    on_client=(lambda c: on_progress({"done": 0, "total": todo, "chunks": 0, "client": c}))
                    if on_progress else None)
@@ -230,7 +245,8 @@ def report(model, data="sample", methods=("integrated_gradients",), *, select="a
         bar.close()
     timings["explain_s"] = time.perf_counter() - t
     counts = {"samples": int(len(indices)), "explanations": int(len(indices) * len(runs)),
-              "computed": done["n"], "cached": int(len(indices) * len(runs) - todo), "corrupt_recomputed": cache.corrupt}
+              "computed": done["n"], "cached": int(len(indices) * len(runs) - todo),
+              "corrupt_recomputed": cache.corrupt}
 
     from explainkit.reports.build import build
     rep = build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
@@ -317,89 +333,3 @@ def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
     return tqdm(total=total, unit="expl", desc="explaining", disable=not enabled or total == 0, leave=False)
-
-
-def environment() -> dict:
-    """Versions of explainkit and its main dependencies, for the report header."""
-    from explainkit import __version__
-    out = {"explainkit": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("torch", "captum", "shap", "lime"):
-        try:
-            from importlib.metadata import version
-            out[mod] = version(mod)
-        except Exception:  # noqa: BLE001 - not installed
-            pass
-    return out
-
-
-class Report:
-    """A written report: the HTML path, the exports beside it, and the JSON index; displays in notebooks."""
-
-    def __init__(self, path, index: dict, summary: dict):
-        self.path = Path(path)
-        self.index = index
-        self._summary = summary
-
-    @property
-    def npz_path(self) -> Path:
-        return self.path.parent / self.index["files"]["attributions"]
-
-    @property
-    def json_path(self) -> Path:
-        return self.path.parent / self.index["files"]["index"]
-
-    def attributions(self, method: str) -> np.ndarray:
-        """The scores of one method, ``[n_samples, ...units]`` (text: flat, split by ``<method>.offsets``)."""
-        with np.load(self.npz_path, allow_pickle=False) as z:
-            if f"{method}.scores" not in z.files:
-                raise ParameterError(f"No method {method!r} in this report.",
-                                     f"use one of: {', '.join(m['name'] for m in self.index['methods'])}.")
-            return z[f"{method}.scores"]
-
-    def explanations(self, method: str):
-        """The report's explanations for one method, read lazily from the cache."""
-        from explainkit.reports.cache import Cache
-        cache = Cache(self.index["cache_dir"])
-        for key in self.index["keys"][method]:
-            yield cache.get(key)
-
-    def __repr__(self) -> str:
-        s = self.index["summary"]
-        acc = f" accuracy={s['accuracy']:.3f}" if s.get("accuracy") is not None else ""
-        return (f"<Report {self.path.name!r} model={self.index['model']['name']!r} n={self.index['counts']['samples']}"
-                f" methods={','.join(m['name'] for m in self.index['methods'])}{acc}>")
-
-    def _repr_html_(self) -> str:
-        from explainkit.views import render
-        return render.template("report_notebook.html").render(**self._summary, path=str(self.path))
-
-
-def cli_report(args) -> int:
-    """`explainkit report`: write the HTML report, the .npz attributions and the JSON index."""
-    rep = report(args.model, args.data, methods=args.methods, select=args.select, limit=args.limit,
-                 seed=args.seed, out=args.out, workers=args.workers, executor=args.executor, address=args.address,
-                 cache_dir=args.cache_dir, quality=args.quality)
-    c, t = rep.index["counts"], rep.index["timings"]
-    print(f"{rep!r}")
-    print(f"explanations: {c['explanations']} ({c['computed']} computed, {c['cached']} from cache"
-          + (f", {c['corrupt_recomputed']} corrupt entries recomputed" if c["corrupt_recomputed"] else "")
-          + f") in {t['total_s']:.1f}s")
-    for kind, name in rep.index["files"].items():
-        print(f"wrote {kind}: {rep.path.parent / name}")
-    return 0
-
-
-def _dump(path: Path, index: dict) -> None:
-    from explainkit.reports.cache import atomic_write
-    atomic_write(path, json.dumps(index, indent=1, sort_keys=False, default=str))
-
-
-class _ReportModule(types.ModuleType):
-    """Importing ``explainkit.report`` (the module) rebinds the package attribute ``explainkit.report``
-    from the function to this module; calling the module keeps ``explainkit.report(...)`` working."""
-
-    def __call__(self, *args, **kwargs) -> Report:
-        return report(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _ReportModule

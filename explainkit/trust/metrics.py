@@ -224,7 +224,7 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
     for lo, hi in _curve_batches(samples, exps, steps, len(kinds) * (1 + n_random), chunk):
         ss, es, fs = samples[lo:hi], exps[lo:hi], fills[lo:hi]
         plans = []
-        for s, e in zip(ss, es):
+        for _s, e in zip(ss, es):
             n = int(np.asarray(e.scores).size)
             counts = unit_counts(n, steps)
             rng = np.random.default_rng([int(seed), int(e.sample_index or 0)])
@@ -235,7 +235,7 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
         ends = model.predict_masked_many(ss, [np.stack([np.ones(n, bool), np.zeros(n, bool)]) for n, _, _ in plans],
                                          fills=fs) if regression else [None] * len(ss)
         keeps = []
-        for (n, counts, perms), s, e, end in zip(plans, ss, es, ends):
+        for (_n, counts, perms), _s, e, end in zip(plans, ss, es, ends):
             direction = 1.0
             if regression:
                 direction = 1.0 if float(end[0]) >= float(end[1]) else -1.0
@@ -243,7 +243,7 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
             rows = [_rows(o, counts, ins) for ins in kinds for o in [order] + perms]
             keeps.append(np.concatenate(rows))
         outs = model.predict_masked_many(ss, keeps, fills=fs)
-        for (n, counts, perms), s, e, end, o in zip(plans, ss, es, ends, outs):
+        for (n, counts, perms), _s, e, end, o in zip(plans, ss, es, ends, outs):
             probs = None if regression else o[0]             # deletion, nothing removed yet
             t = target_of(e, model, probs)
             y = _track(o, t, model.task)
@@ -276,7 +276,7 @@ def faithfulness_correlation(model, samples, exps, *, n_subsets: int = 50, subse
     subset and the drop of the target output when the subset is removed (one batched pass)."""
     fills = [None] * len(samples) if fills is None else list(fills)
     keeps, subsets = [], []
-    for s, e in zip(samples, exps):
+    for _s, e in zip(samples, exps):
         n = int(np.asarray(e.scores).size)
         k = max(1, min(n - 1, int(round(subset_frac * n)))) if n > 1 else 1
         rng = np.random.default_rng([int(seed), int(e.sample_index or 0), 7])
@@ -333,7 +333,7 @@ def randomization_check(model, samples, exps, *, max_steps: int = 3, seed: int =
     seed and target) after randomizing layers from the output down; Spearman per step and sample."""
     from explainkit.errors import ExplainKitError
     from explainkit.plugins.registry import registry as default_registry
-    from explainkit.plugins.registry import run_explainer
+    from explainkit.plugins.runner import run_explainer
 
     n = len(exps)
     if getattr(model, "module", None) is None:
@@ -381,7 +381,7 @@ def stability(model, samples, exps, *, runs: int = 3, registry=None) -> list[Sta
     """Re-run the explainer with other seeds (twice in all for deterministic methods, to check that
     they are) and report the mean pairwise rank correlation and per-unit std over the runs."""
     from explainkit.plugins.registry import registry as default_registry
-    from explainkit.plugins.registry import run_explainer
+    from explainkit.plugins.runner import run_explainer
 
     reg = registry or default_registry()
     method = exps[0].method

@@ -7,20 +7,28 @@ correlation, the model-randomization sanity check, stability over seeds, and agr
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from explainkit.enums import _StrEnum
 from explainkit.errors import InputError, NotApplicableError, ParameterError, UnknownNameError
-from explainkit.trust.metrics import (Curve, Randomization, Stability, fill_for, faithfulness_correlation,
-                              perturbation_curves, randomization_check, rank_corr, sample_of, stability)
+from explainkit.trust.metrics import (
+    Curve,
+    Randomization,
+    Stability,
+    faithfulness_correlation,
+    fill_for,
+    perturbation_curves,
+    randomization_check,
+    rank_corr,
+    sample_of,
+    stability,
+)
 
-__all__ = ["Metric", "Quality", "Evaluation", "Agreement", "assess", "evaluate", "agreement", "cli_evaluate",
+__all__ = ["Metric", "Quality", "Evaluation", "Agreement", "assess", "evaluate", "agreement",
            "DEFAULT_METRICS", "MARGIN"]
 
 MARGIN = 0.05          # deletion must beat the random order by this much AUC to earn the check mark
@@ -326,10 +334,10 @@ def evaluate(model, data, methods=("integrated_gradients",), *, limit: int | Non
     ``data``: a Dataset (first ``limit`` items) or a list of inputs. ``method_params``: parameters
     passed to every method (e.g. n_steps=32), so they must be valid for each.
     """
-    from explainkit.plugins.registry import run_explainer
+    from explainkit.plugins.runner import run_explainer
 
     if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
+        methods = [methods]
     if not methods:
         raise ParameterError("No methods to evaluate.", "pass methods=['integrated_gradients', ...].")
     if limit is not None:
@@ -411,24 +419,3 @@ def agreement(explanations: Sequence, k: int | None = None) -> Agreement:
             mat[i, j] = mat[j, i] = rank_corr(exps[i].scores, exps[j].scores)
             top[i, j] = top[j, i] = len(tops[i] & tops[j]) / k
     return Agreement(labels, mat, top, k)
-
-
-# -- CLI ----------------------------------------------------------------------------------------------------
-def cli_evaluate(args) -> int:
-    """``explainkit evaluate``: print the per-method table and optionally write JSON."""
-    from explainkit.plugins.api import resolve_data, resolve_model
-
-    model = resolve_model(args.model)
-    data = resolve_data(args.data, model)
-    methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
-    ev = evaluate(model, data, methods, limit=args.limit, seed=args.seed)
-    print(f"{model.name}: {ev.n_samples} samples, seed {args.seed}")
-    print(ev.table())
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(ev.to_dict()), encoding="utf-8")
-        tmp.replace(out)
-        print(f"wrote {out}")
-    return 0

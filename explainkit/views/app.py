@@ -23,10 +23,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from explainkit.errors import DataError, ExplainKitError, MissingDependencyError, ParameterError, UnknownNameError
+from explainkit.errors import DataError, ExplainKitError, MissingDependencyError, ParameterError
 
-__all__ = ["APP_NOTEBOOK", "ENV_MODEL", "ENV_DATA", "AppConfig", "check_bind", "resolve_specs",
-           "voila_command", "serve", "cli_app"]
+__all__ = ["APP_NOTEBOOK", "ENV_MODEL", "ENV_DATA", "AppConfig", "check_bind",
+           "voila_command", "serve"]
 
 APP_NOTEBOOK = Path(__file__).with_name("static") / "app.ipynb"
 ENV_MODEL = "EXPLAINKIT_APP_MODEL"
@@ -97,37 +97,6 @@ def check_port(ip: str, port: int) -> None:
                                   "pass another --port, or stop the program that uses this one.") from None
 
 
-def resolve_specs(model: str, data: str) -> tuple[str, str]:
-    """Check the model and data choices cheaply (no torch import) and make paths absolute.
-
-    The kernel runs in a temp dir, so a relative checkpoint or data path must be resolved here.
-    """
-    from explainkit.models import zoo
-
-    model = (model or "sample:mnist-cnn").strip()
-    if model.startswith("sample:"):
-        names = [row["name"] for row in zoo.sample_models()]
-        if model.split(":", 1)[1] not in names:
-            raise UnknownNameError(f"Unknown sample model {model!r}.",
-                                   "use one of: " + (", ".join(f"sample:{n}" for n in names)
-                                                     or f"(none found in {zoo.sample_models_dir()})") + ".")
-    else:
-        path = Path(model).expanduser()
-        if not (path / "config.json").is_file():
-            raise UnknownNameError(f"No model {model!r}: not a checkpoint directory or a sample name.",
-                                   "pass --model sample:NAME (see 'explainkit models list') or a directory "
-                                   "written by explainkit.save().")
-        model = str(path.resolve())
-    data = (data or "sample").strip()
-    if data != "sample":
-        path = Path(data).expanduser()
-        if not path.exists():
-            raise DataError(f"No data at {data!r}.", "pass --data sample (the shipped data) or an existing "
-                                                     "file or directory.")
-        data = str(path.resolve())
-    return model, data
-
-
 def voila_command(notebook: Path, config: AppConfig) -> list[str]:
     """The Voila command line. Everything security-relevant is explicit, so no user config can loosen it."""
     return [sys.executable, "-m", "voila", str(notebook), "--no-browser",
@@ -181,7 +150,11 @@ def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 def serve(model: str = "sample:mnist-cnn", data: str = "sample", *, ip: str = "127.0.0.1", port: int = 8866,
           open_browser: bool = True, allow_remote: bool = False) -> int:
-    """Run the dashboard app until interrupted; returns the exit code."""
+    """Run the dashboard app until interrupted; returns the exit code.
+
+    ``model`` and ``data`` are the command line's specs, checked and made absolute by the CLI
+    (``explainkit.cli.specs.check_specs``); they reach the app's kernel through its environment.
+    """
     try:
         import voila  # noqa: F401
     except ImportError:
@@ -192,7 +165,6 @@ def serve(model: str = "sample:mnist-cnn", data: str = "sample", *, ip: str = "1
                         "reinstall explainkit.")
     loopback = check_bind(ip, allow_remote)
     check_port(ip, port)
-    model, data = resolve_specs(model, data)
     config = AppConfig(model=model, data=data, ip=ip, port=port, token=secrets.token_urlsafe(24),
                        loopback=loopback)
     if not loopback:
@@ -243,9 +215,3 @@ def _open_browser(url: str) -> None:
             print(f"explainkit app: no browser found; open {url} yourself.", file=sys.stderr, flush=True)
     except Exception as e:  # noqa: BLE001 - a missing browser must not stop the server
         print(f"explainkit app: could not open a browser ({e}); open {url} yourself.", file=sys.stderr)
-
-
-def cli_app(args) -> int:
-    """``explainkit app``: a non-default --ip can only come from the command line, so it counts as explicit."""
-    return serve(args.model, args.data, ip=args.ip, port=args.port, open_browser=not args.no_browser,
-                 allow_remote=True)

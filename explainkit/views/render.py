@@ -265,7 +265,7 @@ def waterfall(exp, ax=None, max_features: int = 12):
         steps.append((f"{len(rest)} other features", float(s[rest].sum())))
     fig, ax = _axes(ax, (6.4, 1.2 + 0.3 * len(steps)))
     start = float(exp.base_value)
-    for row, (name, v) in enumerate(steps):
+    for row, (_name, v) in enumerate(steps):
         y = len(steps) - row
         ax.barh(y, v, left=start, color="#d6604d" if v >= 0 else "#4393c3", edgecolor="#555555", linewidth=0.4)
         ax.text(start + v, y, f" {v:+.3g} ", va="center", ha="left" if v >= 0 else "right", fontsize=7)
@@ -316,32 +316,34 @@ def to_png(exp, path=None, view="signed", dpi: int = 100, **kw) -> bytes:
     """PNG bytes of :func:`plot`; also written atomically to ``path`` when given."""
     png = figure_png(plot(exp, view=view, **kw), dpi=dpi)
     if path is not None:
-        from explainkit.reports.cache import atomic_write
+        from explainkit.atomic import atomic_write
         atomic_write(Path(path), png)
     return png
 
 
 # -- HTML --------------------------------------------------------------------------------------------------
-_ENV = None
+_ENVS: dict = {}
 
 
-def _env():
-    global _ENV
-    if _ENV is None:
+def _env(extra: tuple = ()):
+    """The jinja2 environment over ``extra`` folders, then this layer's ``views/templates`` (autoescaped)."""
+    env = _ENVS.get(extra)
+    if env is None:
         try:
             import jinja2
         except ImportError:
             raise MissingDependencyError("HTML rendering needs jinja2.", "pip install jinja2") from None
-        _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                                  autoescape=jinja2.select_autoescape(["html"], default_for_string=True,
-                                                                      default=True),
-                                  trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    return _ENV
+        env = _ENVS[extra] = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([*extra, str(TEMPLATES)]),
+            autoescape=jinja2.select_autoescape(["html"], default_for_string=True, default=True),
+            trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    return env
 
 
-def template(name: str):
-    """A template from ``explainkit/templates`` (autoescaped)."""
-    return _env().get_template(name)
+def template(name: str, search=()):
+    """A template by name from the ``search`` folders (a higher layer's own templates), then
+    ``explainkit/views/templates`` (the shared head, style and explanation fragment); autoescaped."""
+    return _env(tuple(str(s) for s in search)).get_template(name)
 
 
 def _fmt_p(p) -> str:

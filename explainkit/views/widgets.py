@@ -13,8 +13,8 @@ import anywidget
 import numpy as np
 import traitlets
 
-from explainkit.views.state import ViewMode, rollout, thumbnail
 from explainkit.enums import Modality, ResultKind, Task
+from explainkit.views.state import ViewMode, rollout, thumbnail
 
 __all__ = ["SampleGrid", "PredictionView", "ExplanationView", "AttentionView", "explanation_payload",
            "grid_items", "prediction_payload"]
@@ -222,8 +222,10 @@ def param_widget(p):
 
 
 def build_browser(model, dataset, preds, page_size: int):
-    import ipywidgets as W
     from types import SimpleNamespace
+
+    import ipywidgets as W
+
     from explainkit.views.state import Correctness, SortKey
     classes = model.classes or []
     cls_opts = [("any", -1)] + [(c, i) for i, c in enumerate(classes)]
@@ -261,8 +263,9 @@ def build_browser(model, dataset, preds, page_size: int):
 
 
 def build_explain_panel(model, specs, default: str):
-    import ipywidgets as W
     from types import SimpleNamespace
+
+    import ipywidgets as W
     method = _hook(W.Dropdown(options=[(s.title, s.name) for s in specs], value=default, description="explainer",
                               style={"description_width": "70px"}, layout=W.Layout(width="300px")), "ek-method")
     method.tooltip = "Only the explainers that apply to this model are offered."
@@ -314,8 +317,9 @@ def build_explain_panel(model, specs, default: str):
 
 
 def build_compare_panel(specs, default: str):
-    import ipywidgets as W
     from types import SimpleNamespace
+
+    import ipywidgets as W
     names = [s.name for s in specs]
     pre = [default] + [n for n in ("saliency", "input_x_gradient", "occlusion") if n in names and n != default]
     methods = _hook(W.SelectMultiple(options=[(s.title, s.name) for s in specs], value=tuple(pre[:2]) if len(names) > 1
@@ -335,8 +339,9 @@ def build_compare_panel(specs, default: str):
 
 
 def build_attention_panel():
-    import ipywidgets as W
     from types import SimpleNamespace
+
+    import ipywidgets as W
     layer = _hook(W.Dropdown(options=[0], value=0, description="layer", style={"description_width": "40px"},
                              layout=W.Layout(width="130px")), "ek-att-layer")
     head = _hook(W.Dropdown(options=["mean", "all"], value="mean", description="head",

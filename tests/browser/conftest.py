@@ -7,9 +7,7 @@ import shutil
 import time
 
 import pytest
-
-from ekserver import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, NB_DIR, jupyter_env,
-                      start_jupyter_lab)
+from ekserver import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, NB_DIR, jupyter_env, start_jupyter_lab
 
 
 def pytest_configure(config):

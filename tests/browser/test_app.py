@@ -8,10 +8,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from playwright.sync_api import expect
-
 from driver import STATUS, canvas_digest, wait_done
 from ekserver import ARTIFACTS, start_app
+from playwright.sync_api import expect
 
 
 @pytest.mark.browser
@@ -80,8 +79,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 # -- no browser: the app's guard rails ----------------------------------------------------------------------
 def test_bind_address_is_loopback_unless_explicit():
-    from explainkit.views.app import check_bind
     from explainkit.errors import ParameterError
+    from explainkit.views.app import check_bind
 
     assert check_bind("127.0.0.1") and check_bind("::1") and check_bind("localhost")
     with pytest.raises(ParameterError, match="non-loopback"):

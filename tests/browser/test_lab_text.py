@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect
-
 from driver import canvas_digest, kernel_eval, run_dashboard_notebook, wait_done
 from ekserver import ARTIFACTS
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,48 @@
+"""``explainkit explain``: one sample, one method, written as PNG, HTML or JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from explainkit.cli.specs import parse_params, resolve_data, resolve_model
+from explainkit.errors import DataError, InputError
+
+__all__ = ["cli_explain"]
+
+
+def cli_explain(args) -> int:
+    from explainkit.atomic import atomic_write
+    from explainkit.plugins.api import explain
+    from explainkit.plugins.registry import registry
+
+    model = resolve_model(args.model)
+    params = parse_params(args.param)
+    entry = registry().get(args.method, model)
+    params = entry.spec.validate_params(params)       # strings from the CLI are coerced here
+    if args.text is not None:
+        x = args.text
+    else:
+        data = resolve_data(args.data, model)
+        if not 0 <= args.index < len(data):
+            raise InputError(f"Index {args.index} is out of range for {len(data)} samples.",
+                             f"pass --index between 0 and {len(data) - 1}.")
+        raw, label = data[args.index]
+        x = model.prepare(raw, label=label, index=args.index)
+    exp = explain(model, x, args.method, target=args.target, seed=args.seed, **params)
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in (".png", ".html", ".json"):
+        raise DataError(f"Unsupported output type {suffix!r}.", "use an .png, .html or .json file name.")
+    if suffix == ".png":
+        payload = exp.to_png()
+    elif suffix == ".html":
+        from explainkit.views.render import html_page
+        payload = html_page(exp.to_html(), title=f"{exp.method} — {model.name}")
+    else:
+        payload = json.dumps(exp.to_dict())
+    atomic_write(out, payload)
+    print(f"{exp!r}")
+    for unit, score in exp.top_k(5):
+        print(f"  {unit:>20}  {score:+.5f}")
+    print(f"wrote {out}")
+    return 0

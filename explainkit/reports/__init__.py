@@ -1,0 +1,1 @@
+"""Reports: ``report()``, its HTML builder and statistics, the result cache and the executors."""

@@ -1,0 +1,1 @@
+"""Trust: deletion/insertion curves, faithfulness, the randomization check, stability and agreement."""

@@ -1,0 +1,1 @@
+"""Views: static renderings, the anywidget views, the dashboard and its state, and the Voila app."""

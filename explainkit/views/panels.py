@@ -1,0 +1,184 @@
+"""The dashboard's side panels: the trust badge, the method comparison, attention and export.
+
+:class:`PanelsMixin` is a base of :class:`~explainkit.views.dashboard.Dashboard`; it reads the dashboard's
+state (``self.model``, ``self.e``, ``self.c``, ``self.a``, the caches and jobs) and adds these panels' calls.
+"""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from explainkit.enums import Capability, Modality
+from explainkit.errors import ExplainKitError, InputError
+from explainkit.views import state as st
+from explainkit.views.widgets import quality_figure
+
+__all__ = ["PanelsMixin"]
+
+_ENV = jinja2.Environment(autoescape=True)
+_T = {k: _ENV.from_string(v) for k, v in {
+    "header": "<b>{{ name }}</b> <span class='ek-muted'>{{ family }} · {{ modality }} {{ task }} · "
+              "{{ n }} samples{% if acc is not none %} · accuracy {{ '%.1f' % (100 * acc) }}%{% endif %}"
+              " · {{ n_methods }} explainers</span>",
+    "status": "sample={{ index }} method={{ method }} target={{ target }} params={{ params }} "
+              "state={{ state }}{% if ms is not none %} ({{ '%.0f' % ms }} ms){% endif %}",
+    "error": "<b>{{ method }}</b>{% if origin %} ({{ origin }}){% endif %} failed: {{ message }}",
+    "page": "page {{ page }} / {{ pages }} · {{ n }} of {{ total }} samples",
+    "progress": "{{ what }} · {{ '%.1f' % secs }} s",
+    "link": "<a download='{{ name }}' href='{{ uri }}'>⬇ {{ name }}</a>",
+    "agreement": "<table><tr><th>Spearman ρ</th>{% for m in methods %}<th>{{ m }}</th>{% endfor %}</tr>"
+                 "{% for m in methods %}{% set i = loop.index0 %}<tr><th>{{ m }}</th>"
+                 "{% for v in rho[i] %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>",
+}.items()}
+
+
+class PanelsMixin:
+    """Trust badge, comparison, attention and export: the panels beside the dashboard's main view."""
+
+    # -- trust badge ----------------------------------------------------------------------------------------
+    def _schedule_quality(self, exp, vkey) -> None:
+        e, q = self.e, self._quality_mod
+        if q is None:
+            e.quality_row.layout.display = "none"
+            return
+        if vkey in self._quality_cache:
+            self._set_badge(self._quality_cache[vkey])
+            return
+        e.quality.description, e.quality.disabled = "trust: computing…", True
+
+        def done(result):
+            self._quality_cache[vkey] = result
+            if vkey == self.view_key:
+                self._set_badge(result)
+
+        def failed(err):
+            e.quality.description, e.quality.tooltip = "trust: n/a", str(err)[:300]
+
+        # the sanity check re-runs the explainer: only when that is cheap
+        metrics = ("deletion", "randomization") if exp.timings.get("explain_s", 0) < 0.5 else ("deletion",)
+        sample = self._samples[exp.sample_index] if exp.sample_index is not None else None
+        self._jobs.append(st.Job(lambda: q.assess(exp, self.model, metrics=metrics, sample=sample,
+                                                  registry=self.registry), done, failed, name="quality").start())
+
+    def _set_badge(self, result) -> None:
+        self.last_quality = result
+        self.e.quality.description = str(result.badge())
+        self.e.quality.disabled = False
+
+    def _show_quality_plot(self) -> None:
+        png = quality_figure(self.last_quality)
+        if png is not None:
+            self.e.quality_plot.value = png
+            self.e.quality_plot.layout.display = None
+        self.history.append({"event": "quality_plot"})
+
+    # -- comparison -------------------------------------------------------------------------------------
+    def compare(self, methods=None):
+        """Explain the selected sample with 2-4 methods (default params, same target) side by side."""
+        names = list(methods) if methods is not None else list(self.c.methods.value)
+        if not 2 <= len(names) <= 4:
+            raise InputError(f"{len(names)} methods chosen for comparison.", "choose 2 to 4 explainers.")
+        if self.selected_index is None:
+            raise InputError("No sample is selected.", "select a sample first.")
+        index, target = self.selected_index, self.target
+        sample = self._samples[index]
+        self.history.append({"event": "compare", "index": index, "methods": names})
+
+        def work():
+            from explainkit.plugins.runner import run_explainer
+            out = []
+            for k, name in enumerate(names):
+                spec = next(s for s in self.specs if s.name == name)
+                params = self.params if name == self.method else spec.defaults()
+                key = st.cache_key(index, name, params, target, self.seed)
+                exp = self.cache.get(key)
+                if exp is None:
+                    exp = run_explainer(name, self.model, [sample], target, seed=self.seed, reg=self.registry,
+                                        **params)[0]
+                    self.cache.put(key, exp)
+                out.append(exp)
+                self.e.progress.value = (k + 1) / len(names)
+            return out
+
+        def done(exps):
+            self._show_comparison(index, names, exps)
+            self._progress(None)
+
+        def failed(err):
+            self._show_error("compare", err)
+            self._progress(None)
+
+        self._start(st.Job(work, done, failed, name="compare"), f"comparing {len(names)} methods on #{index}")
+
+    def _show_comparison(self, index, names, exps) -> None:
+        normed, vmax, rho = st.shared_scale(exps)
+        for k, view in enumerate(self.c.views):
+            if k < len(exps):
+                shown = st.with_scores(exps[k], normed[k])
+                view.show(shown, f"{index}|{names[k]}|compare", vmax=vmax)
+                view.layout.display = None
+            else:
+                view.layout.display = "none"
+        cells = [["—" if not np.isfinite(v) else f"{v:+.2f}" for v in row] for row in rho]
+        self.c.agreement.value = _T["agreement"].render(methods=names, rho=cells)
+        self.comparison = {"index": index, "methods": names, "explanations": exps, "spearman": rho,
+                           "vmax": vmax}
+
+    # -- attention -------------------------------------------------------------------------------------------
+    def _has_attention(self) -> bool:
+        return self.model.modality is Modality.TEXT and self.model.provides(Capability.ATTENTION)
+
+    def _show_attention(self, index: int) -> None:
+        if index not in self._attention_cache:
+            try:
+                self._attention_cache[index] = self.model.attention([self._samples[index]])[0]
+            except ExplainKitError as err:
+                self._show_error("attention", err)
+                return
+        m = self._attention_cache[index]
+        a = self.a
+        a.layer.options = list(range(m.shape[0]))
+        a.head.options = ["mean", "all"] + [str(h) for h in range(m.shape[1])]
+        a.view.show(self._samples[index].tokens, m, f"{index}|attention")
+
+    # -- export -------------------------------------------------------------------------------------------
+    def export_png(self, path=None) -> bytes:
+        """The current explanation as PNG bytes (render.to_png); also written to ``path`` if given."""
+        from explainkit.views import render
+        exp = self._require_explanation()
+        self.history.append({"event": "export", "format": "png", "path": None if path is None else str(path)})
+        return render.to_png(exp, path=path, view=self.e.mode.value)
+
+    def export_html(self, path=None) -> str:
+        """The current explanation as a self-contained HTML fragment (render.to_html); written if ``path``."""
+        from explainkit.views import render
+        exp = self._require_explanation()
+        html = render.to_html(exp, view=self.e.mode.value)
+        self.history.append({"event": "export", "format": "html", "path": None if path is None else str(path)})
+        if path is not None:
+            page = render.html_page(html, title=f"{exp.method} — {self.model.name}") \
+                if hasattr(render, "html_page") else html
+            Path(path).write_text(page, encoding="utf-8")
+        return html
+
+    def _require_explanation(self):
+        if self.last_explanation is None:
+            raise InputError("There is no explanation to export yet.", "select a sample and wait for its view.")
+        return self.last_explanation
+
+    def _export_link(self, fmt: str) -> None:
+        try:
+            if fmt == "png":
+                data, mime = self.export_png(), "image/png"
+            else:
+                data, mime = self.export_html().encode("utf-8"), "text/html"
+        except ExplainKitError as err:
+            self._show_error("export", err)
+            return
+        exp = self.last_explanation
+        name = f"{self.model.name}-{exp.sample_index}-{exp.method}.{fmt}"
+        uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        self.e.export_link.value = _T["link"].render(name=name, uri=uri)
