@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
+import math
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +41,8 @@ class Dataset(Sequence):
         if self.labels is not None and len(self.labels) != len(raws):
             raise InputError(f"{len(raws)} inputs but {len(self.labels)} labels.",
                              "pass one label per input (or labels=None).")
+        if self.labels is not None and self.class_names is not None:
+            check_labels(self.labels, len(self.class_names), self.name, self.class_names)
 
     def __len__(self) -> int:
         return len(self.raws)
@@ -88,6 +92,34 @@ class _Samples(Sequence):
         return f"<Samples of {self._data.name!r} n={len(self)} for {getattr(self._model, 'name', 'model')!r}>"
 
 
+def check_labels(labels, n_classes: int, where: str, class_names=None) -> None:
+    """Raise a DataError unless every class label is an integer index in ``0..n_classes - 1``.
+
+    A label of -1 would otherwise index the last class, and 5 for a 2-class model would fail deep inside
+    numpy (or, worse, be counted silently).
+    """
+    y = np.asarray(labels)
+    if y.size == 0:
+        return
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
+            raise DataError(f"{where}: label {bad!r} is not a class index.",
+                            f"use integer class indices 0..{n_classes - 1}.")
+    elif y.dtype.kind not in "iub":
+        return                                    # names are mapped to indices by the loaders
+    out = (y < 0) | (y >= n_classes)
+    if out.any():
+        first = int(np.flatnonzero(out.reshape(-1))[0])
+        values = sorted({int(v) for v in y.reshape(-1)[out.reshape(-1)]})
+        shown = ", ".join(map(str, values[:6])) + (", ..." if len(values) > 6 else "")
+        names = f" ({', '.join(map(str, list(class_names)[:6]))})" if class_names is not None else ""
+        raise DataError(f"{where}: {int(out.sum())} label(s) are out of range for {n_classes} classes{names}: "
+                        f"{shown} (first at item {first}).",
+                        f"use class indices 0..{n_classes - 1} (no -1 for 'unknown': leave such items out, "
+                        "or pass labels=None).")
+
+
 # -- MNIST ---------------------------------------------------------------------------------------
 
 def _find(directory: Path, stem: str) -> Path | None:
@@ -98,23 +130,38 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """An IDX array; the header is checked before the data is read, so a corrupt one allocates nothing."""
     opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"Cannot read {path}: {e}.", "re-download the MNIST IDX file.") from None
     ndim = 3 if magic == 2051 else 1
     head = 4 + 4 * ndim
-    if len(data) < head or struct.unpack(">i", data[:4])[0] != magic:
-        got = struct.unpack(">i", data[:4])[0] if len(data) >= 4 else None
-        raise DataError(f"{path.name} is not an IDX file of the expected kind (magic {got}, expected {magic}).",
-                        "check the file: images need magic 2051, labels 2049.")
-    dims = struct.unpack(">" + "i" * ndim, data[4:head])
-    if len(data) - head != int(np.prod(dims)):
-        raise DataError(f"{path.name} holds {len(data) - head} bytes of data; its header promises {dims}.",
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(head)
+            got = struct.unpack(">i", header[:4])[0] if len(header) >= 4 else None
+            if len(header) < head or got != magic:
+                raise DataError(f"{path.name} is not an IDX file of the expected kind (magic {got}, expected "
+                                f"{magic}).", "check the file: images need magic 2051, labels 2049.")
+            dims = struct.unpack(">" + "i" * ndim, header[4:head])
+            if any(n < 0 for n in dims) or (ndim == 3 and (dims[1] == 0 or dims[2] == 0)):
+                raise DataError(f"{path.name} has an invalid IDX header: dimensions {dims} (each must be a "
+                                "positive count).", "the file is corrupt: re-download it.")
+            want = math.prod(dims)
+            chunks, size = [], 0
+            while size <= want:                   # read at most one byte past what the header promises
+                chunk = f.read(min(1 << 22, want + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"Cannot read {path}: {e}.", "re-download the MNIST IDX file.") from None
+    if size != want:
+        more = "more than" if size > want else f"only {size} bytes, not"
+        raise DataError(f"{path.name} holds {more} the {want} bytes of data its header promises {dims}.",
                         "the file is truncated or corrupt: re-download it.")
-    return np.frombuffer(data, dtype=np.uint8, offset=head).reshape(dims)
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(dims)
 
 
 def _mnist_pair(directory: Path, prefix: str):
@@ -171,8 +218,15 @@ def load_sst2(path_or_dir, split: str = "dev") -> Dataset:
         p = p / f"{split}.tsv"
     if not p.is_file():
         raise DataError(f"SST-2 file {str(p)!r} does not exist.", "pass the folder holding train.tsv and dev.tsv.")
+    try:
+        content = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p.name} is not UTF-8 text (byte {e.start}: {e.reason}).",
+                        "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+    except OSError as e:
+        raise DataError(f"Cannot read {p}: {e}.", "check the file's permissions.") from None
     texts, labels = [], []
-    with open(p, encoding="utf-8", newline="") as f:
+    with io.StringIO(content, newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if not header or [h.strip() for h in header[:2]] != ["sentence", "label"]:

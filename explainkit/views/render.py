@@ -30,6 +30,9 @@ class View(_StrEnum):
 
 
 _CMAPS = {View.SIGNED: "RdBu_r", View.POSITIVE: "Reds", View.ABSOLUTE: "Purples"}
+# user strings (class and feature names, tokens, method names) are drawn as they are: never parsed as
+# mathtext ('$\frac{1}{$' would raise) nor sent through TeX when text.usetex is on
+_LITERAL = {"parse_math": False, "usetex": False}
 
 
 # -- colour scale -------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
     ax.imshow(rgba, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title or _title(exp), fontsize=9)
+    ax.set_title(title or _title(exp), fontsize=9, **_LITERAL)
     norm = Normalize(-vm if view is View.SIGNED else 0.0, vm)
     sm = ScalarMappable(norm=norm, cmap=_CMAPS[view])
     cb = fig.colorbar(sm, cax=cax) if cax is not None else fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.04)
@@ -220,10 +223,10 @@ def _plot_text(exp, ax, view, vmax, title, width: int = 64):
     ax.set_ylim(len(lines) + 0.2, -0.3)
     for r, ln in enumerate(lines):
         for x, tok, c in ln:
-            ax.text(x, r + 0.5, tok, family="monospace", fontsize=9, color=_ink(c), va="center",
+            ax.text(x, r + 0.5, tok, family="monospace", fontsize=9, color=_ink(c), va="center", **_LITERAL,
                     bbox={"facecolor": c, "edgecolor": "none", "pad": 1.5})
     ax.axis("off")
-    ax.set_title(title or _title(exp), fontsize=9)
+    ax.set_title(title or _title(exp), fontsize=9, **_LITERAL)
     return fig
 
 
@@ -244,10 +247,10 @@ def _plot_bars(exp, ax, view, max_features, vmax, title):
     cols[:, :3] = np.where(np.abs(vals)[:, None] > 0, cols[:, :3], 0.8)
     y = np.arange(len(order))[::-1]
     ax.barh(y, vals, color=cols, edgecolor="#555555", linewidth=0.4)
-    ax.set_yticks(y, [labels[i] for i in order], fontsize=8)
+    ax.set_yticks(y, [labels[i] for i in order], fontsize=8, **_LITERAL)
     ax.axvline(0, color="#333333", linewidth=0.8)
-    ax.set_xlabel(f"attribution to the {_output_label(exp)}", fontsize=8)
-    ax.set_title(title or _title(exp), fontsize=9)
+    ax.set_xlabel(f"attribution to the {_output_label(exp)}", fontsize=8, **_LITERAL)
+    ax.set_title(title or _title(exp), fontsize=9, **_LITERAL)
     return fig
 
 
@@ -273,11 +276,12 @@ def waterfall(exp, ax=None, max_features: int = 12):
     ends = np.cumsum([0.0] + [v for _, v in steps]) + float(exp.base_value)
     pad = 0.15 * max(float(np.ptp(ends)), 1e-9)
     ax.set_xlim(float(ends.min()) - pad, float(ends.max()) + pad)
-    ax.set_yticks(range(len(steps), 0, -1), [n for n, _ in steps], fontsize=8)
+    ax.set_yticks(range(len(steps), 0, -1), [n for n, _ in steps], fontsize=8, **_LITERAL)
     ax.axvline(float(exp.base_value), color="#777777", linestyle=":", linewidth=0.8)
     ax.axvline(start, color="#222222", linewidth=0.8)
-    ax.set_xlabel(f"{_output_label(exp)}: base {float(exp.base_value):.4g} → f(x) {start:.4g}", fontsize=8)
-    ax.set_title(f"{exp.method} waterfall", fontsize=9)
+    ax.set_xlabel(f"{_output_label(exp)}: base {float(exp.base_value):.4g} → f(x) {start:.4g}", fontsize=8,
+                  **_LITERAL)
+    ax.set_title(f"{exp.method} waterfall", fontsize=9, **_LITERAL)
     return fig
 
 
@@ -289,13 +293,13 @@ def _plot_attention(exp, ax, layer, head, title):
     fig, ax = _axes(ax, (side + 0.8, side))
     im = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=max(float(m.max(initial=0)), 1e-12), interpolation="nearest")
     fs = max(4, min(9, int(240 / max(n, 1))))
-    ax.set_xticks(range(n), toks, rotation=90, fontsize=fs)
-    ax.set_yticks(range(n), toks, fontsize=fs)
+    ax.set_xticks(range(n), toks, rotation=90, fontsize=fs, **_LITERAL)
+    ax.set_yticks(range(n), toks, fontsize=fs, **_LITERAL)
     ax.set_xlabel("attended token (key)", fontsize=8)
     ax.set_ylabel("attending token (query)", fontsize=8)
     nl = exp.matrices.shape[0]
     which = f"layer {int(layer) % nl + 1}/{nl}, head {head if head == 'mean' else int(head) + 1}"
-    ax.set_title(title or f"{exp.method}: {which}", fontsize=9)
+    ax.set_title(title or f"{exp.method}: {which}", fontsize=9, **_LITERAL)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return fig
 
