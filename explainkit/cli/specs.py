@@ -105,15 +105,28 @@ def parse_methods(text: str) -> list[tuple[str, dict]]:
 
 
 _INDICES = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+MAX_SELECTION = 1_000_000        # indices one --select may name (checked before any list is built)
 
 
-def parse_selection(text: str):
-    """'1,5,9' or '0-99' -> a list of indices; any other word (all, misclassified, ...) is kept as it is."""
+def parse_selection(text: str, n: int | None = None):
+    """'1,5,9' or '0-99' -> a list of indices; any other word (all, misclassified, ...) is kept as it is.
+
+    The ranges are checked (order, count, and against ``n`` samples when given) before they are expanded."""
     compact = str(text).strip().lower().replace(" ", "")
-    if not _INDICES.fullmatch(compact):
-        return compact
-    idx = []
+    if len(compact) > 10_000 or not _INDICES.fullmatch(compact):
+        return compact[:200]
+    ranges = []
     for part in compact.split(","):
         a, _, b = part.partition("-")
-        idx.extend(range(int(a), int(b or a) + 1))
-    return idx
+        lo, hi = int(a), int(b or a)
+        if hi < lo:
+            raise ParameterError(f"--select range {part!r} runs backwards.", f"write {hi}-{lo}.")
+        if n is not None and hi >= n:
+            raise ParameterError(f"--select {part!r} goes past the data's {n} samples.",
+                                 f"pass indices in 0..{n - 1}.")
+        ranges.append((lo, hi))
+    total = sum(hi - lo + 1 for lo, hi in ranges)
+    if total > MAX_SELECTION:
+        raise ParameterError(f"--select names {total:,} indices, over the limit of {MAX_SELECTION:,}.",
+                             "select fewer samples, or use --select all with --limit.")
+    return [i for lo, hi in ranges for i in range(lo, hi + 1)]

@@ -18,7 +18,16 @@ def load_path(spec, model):
     """A Dataset for ``model`` from a file or directory path (format chosen by what is there)."""
     from explainkit.data import datasets
 
-    p = Path(spec)
+    data = _load(Path(spec), model)
+    if data.labels is not None and model.task is Task.CLASSIFICATION and model.classes:
+        datasets.check_labels(data.labels, len(model.classes), f"{Path(spec).name} for model {model.name!r}",
+                              model.classes)
+    return data
+
+
+def _load(p: Path, model):
+    from explainkit.data import datasets
+
     if not p.exists():
         raise DataError(f"No data at {str(p)!r}.",
                         "pass 'sample', an MNIST directory, a .tsv/.csv file or an .npz file.")
@@ -43,9 +52,39 @@ def _named(data, model):
     return data
 
 
+MAX_ARRAY_BYTES = 2 << 30      # 2 GiB per array in a user's .npz, checked from its header before loading
+
+
+def _check_npz_headers(p: Path) -> None:
+    """Read each array's header (shape, dtype) without its data; refuse one over MAX_ARRAY_BYTES."""
+    import math
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    major, _ = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                size = math.prod(shape) * dtype.itemsize
+                if size > MAX_ARRAY_BYTES:
+                    raise DataError(f"{p.name}: array {info.filename[:-4]!r} claims shape {shape} of {dtype} "
+                                    f"({size / 2**30:,.1f} GiB), over the limit of {MAX_ARRAY_BYTES >> 30} GiB.",
+                                    "pass a smaller file (split the data), or check that the file is not damaged.")
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DataError(f"{p.name} is not a readable .npz file ({type(e).__name__}: {e}).",
+                        "save it with numpy.savez(path, images=..., labels=...) (no object arrays).") from None
+
+
 def _npz(p: Path, model):
     from explainkit.data.datasets import Dataset
 
+    _check_npz_headers(p)
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -80,6 +119,9 @@ def _table(p: Path, model, sep: str):
         raise MissingDependencyError("Reading CSV/TSV data needs pandas.", "pip install pandas") from None
     try:
         df = pd.read_csv(p, sep=sep, quoting=3 if sep == "\t" else 0, keep_default_na=False)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p.name} is not UTF-8 text (byte {e.start}: {e.reason}).",
+                        "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise DataError(f"Cannot parse {p.name}: {e}.", f"write a header row and {sep!r}-separated columns.") from None
     cols = {str(c).strip().lower(): c for c in df.columns}
@@ -115,6 +157,6 @@ def _class_ids(y, model, p):
     names = {str(c): i for i, c in enumerate(model.classes or [])}
     try:
         return np.asarray([names[str(v)] if str(v) in names else int(v) for v in y], dtype=np.int64)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         raise DataError(f"{p.name} has labels that are neither class indices nor class names.",
                         f"use 0..{len(names) - 1} or one of {list(names)[:5]}.") from None

@@ -1,14 +1,19 @@
 """A word tokenizer whose tokens map back to character spans of the original text, and its vocabulary."""
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["Tokenizer", "Encoding", "PAD", "UNK"]
+from explainkit.errors import InputError, ParameterError
+
+__all__ = ["Tokenizer", "Encoding", "PAD", "UNK", "MAX_LEN_CAP", "MAX_TEXT_CHARS"]
 
 PAD, UNK = "<pad>", "<unk>"
+MAX_LEN_CAP = 16_384             # tokens per text: every model here attends over at most a few thousand
+MAX_TEXT_CHARS = 5_000_000       # characters per text (5 MB): past this a text is a file, not an input
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?|'[A-Za-z]+|[^\sA-Za-z0-9]")
 
 
@@ -30,7 +35,7 @@ class Tokenizer:
         self.vocab = list(vocab)
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.lowercase = lowercase
-        self.max_len = int(max_len)
+        self.max_len = check_max_len(max_len)
 
     pad_id = 0
     unk_id = 1
@@ -56,10 +61,18 @@ class Tokenizer:
         """Split text into (token, start, end) with character offsets into ``text``."""
         return [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
 
+    @staticmethod
+    def count(text: str) -> int:
+        """How many tokens ``text`` splits into (without building them)."""
+        return sum(1 for _ in _WORD.finditer(text))
+
     def encode(self, text: str, max_len: int | None = None) -> Encoding:
-        """Token ids, tokens as written in ``text``, and offsets; truncated to ``max_len``."""
-        limit = self.max_len if max_len is None else max_len
-        parts = self.split(text)
+        """Token ids, tokens as written in ``text``, and offsets; truncated to ``max_len``.
+
+        Only the first ``max_len`` + 1 tokens are ever built, so memory is bounded by ``max_len``."""
+        limit = self.max_len if max_len is None else check_max_len(max_len)
+        check_text_size(text)
+        parts = [(m.group(0), m.start(), m.end()) for m in itertools.islice(_WORD.finditer(text), limit + 1)]
         truncated = len(parts) > limit
         parts = parts[:limit]
         ids = [self.index.get(w.lower() if self.lowercase else w, self.unk_id) for w, _, _ in parts]
@@ -71,4 +84,27 @@ class Tokenizer:
     @classmethod
     def from_config(cls, cfg: dict) -> "Tokenizer":
         return cls(list(cfg["vocab"]), lowercase=bool(cfg.get("lowercase", True)),
-                   max_len=int(cfg.get("max_len", 128)))
+                   max_len=cfg.get("max_len", 128))
+
+
+def check_max_len(max_len) -> int:
+    """``max_len`` as an int in 1..MAX_LEN_CAP, else one ParameterError with the range."""
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, float, str)):
+        raise ParameterError(f"max_len must be a whole number of tokens; got {max_len!r}.",
+                             f"pass max_len between 1 and {MAX_LEN_CAP}.")
+    try:
+        value = int(max_len)
+    except ValueError:
+        raise ParameterError(f"max_len must be a whole number of tokens; got {max_len!r}.",
+                             f"pass max_len between 1 and {MAX_LEN_CAP}.") from None
+    if not 1 <= value <= MAX_LEN_CAP:
+        raise ParameterError(f"max_len {value} is outside 1..{MAX_LEN_CAP} tokens.",
+                             f"pass max_len between 1 and {MAX_LEN_CAP}; longer texts are truncated to it.")
+    return value
+
+
+def check_text_size(text: str) -> None:
+    """A text over MAX_TEXT_CHARS characters is refused before it is split."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"The text has {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}.",
+                         "pass the passage to explain, not a whole file (split long documents).")

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from explainkit.data.samples import Sample
+from explainkit.data.tokenizer import check_text_size
 from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import InputError, ModelError, ShapeError, TargetError, TextLengthWarning, ValueRangeError
 
@@ -149,13 +150,14 @@ class ModelAdapter:
             raise ShapeError(f"A text model takes a string; got {type(raw).__name__}.", "pass the text as str.")
         if not raw.strip():
             raise InputError("The text is empty.", "pass a non-empty string with at least one word.")
+        check_text_size(raw)
         enc = self.tokenizer.encode(raw)
         if not enc.ids:
             raise InputError(f"The text {raw[:40]!r} has no tokens the tokenizer recognises.",
                              "pass text with at least one word.")
         if enc.truncated:
             warnings.warn(TextLengthWarning(
-                f"Text of {len(self.tokenizer.split(raw)) if hasattr(self.tokenizer, 'split') else 'many'} tokens"
+                f"Text of {self.tokenizer.count(raw) if hasattr(self.tokenizer, 'count') else 'many'} tokens"
                 f" was truncated to the model's maximum of {self.max_len} tokens."), stacklevel=3)
         tensor = self._to_tensor(np.asarray(enc.ids, dtype=np.int64))
         return Sample(raw=raw, tensor=tensor, modality=Modality.TEXT, label=label, index=index,
