@@ -28,10 +28,10 @@ def _load(cache, key, model, data, index, run, view):
         if hit is None:
             raise DataError(f"The cache at {cache.root} cannot be read back.",
                             "check the disk, or pass another --cache-dir.")
-    exp, html = hit
+    exp = hit
     exp.sample_index = int(index)                    # the same input may sit at another index elsewhere
     exp.label = None if data.labels is None else data.labels[int(index)].item()
-    return exp, html
+    return exp
 
 
 def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap):
@@ -40,12 +40,11 @@ def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap):
     imp = {r.name: Importance(model.modality) for r in runs}
     agree = Agreement([r.name for r in runs])
     offsets = {r.name: [0] for r in runs}
-    fragments = {}                     # the first `cap` samples' HTML, so sections need not re-read the cache
+    fragments = {}                     # the first `cap` samples' explanations, so sections need not re-read them
     for pos, idx in enumerate(indices):
-        hits = [_load(cache, keys[m][pos], model, data, idx, r, view) for m, r in enumerate(runs)]
-        exps = [e for e, _ in hits]
+        exps = [_load(cache, keys[m][pos], model, data, idx, r, view) for m, r in enumerate(runs)]
         if pos < cap:
-            fragments.update({(pos, r.name): h for r, (_, h) in zip(runs, hits) if h is not None})
+            fragments.update({(pos, r.name): e for r, e in zip(runs, exps)})
         for r, e in zip(runs, exps):
             imp[r.name].add(e)
             s = np.asarray(e.scores, dtype=np.float32)
@@ -70,7 +69,7 @@ def _quality(runs, keys, indices, cache, model, data, view, limit):
     for m, r in enumerate(runs):
         vals: dict[str, list] = {}
         for pos in range(min(limit, len(indices))):
-            exp, _ = _load(cache, keys[m][pos], model, data, indices[pos], r, view)
+            exp = _load(cache, keys[m][pos], model, data, indices[pos], r, view)
             try:
                 q = assess(exp, model, seed=r.seed)
             except Exception as e:  # noqa: BLE001 - one failing metric must not sink the report
@@ -131,7 +130,13 @@ def _prediction_view(model, output, label) -> dict:
 
 
 def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badges, fragments):
-    """Per-sample sections, generated one at a time while the template streams to disk."""
+    """Per-sample sections, generated one at a time while the template streams to disk.
+
+    Every fragment is rendered here, from the explanation's scores and metadata, through the autoescaped
+    templates: the cache holds data only, and nothing read from it is ever inserted as markup.
+    """
+    from markupsafe import Markup
+
     from explainkit.views import render
 
     for pos in range(min(cap, len(indices))):
@@ -139,13 +144,10 @@ def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badge
         label = None if data.labels is None else data.labels[idx].item()
         views = []
         for m, r in enumerate(runs):
-            html = fragments.pop((pos, r.name), None)
-            if html is None:                       # computed by a run with a smaller section cap
-                exp, _ = _load(cache, keys[m][pos], model, data, idx, r, view)
-                from explainkit.reports.cache import pack
-                html = render.to_html(exp, view=view, css=False)
-                cache.write(keys[m][pos], pack(exp, html))
-            from markupsafe import Markup
+            exp = fragments.pop((pos, r.name), None)
+            if exp is None:
+                exp = _load(cache, keys[m][pos], model, data, idx, r, view)
+            html = render.to_html(exp, view=view, css=False)      # autoescaped: our markup, escaped data
             views.append({"method": r.name, "html": Markup(html), "badge": badges.get((pos, r.name))})
         yield {"pos": pos, "index": idx, "input": _input_view(model, data, idx),
                "prediction": _prediction_view(model, outputs[idx], label), "views": views}
@@ -153,7 +155,7 @@ def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badge
 
 def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out: Path, view, max_sections, quality,
           timings, counts, t_start, executor):
-    from explainkit.atomic import atomic_write
+    from explainkit.atomic import atomic_open
     from explainkit.reports.result import Report, _dump, environment
     from explainkit.reports.stats import NpzStream, prediction_stats
     from explainkit.views import render
@@ -202,13 +204,9 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
 
     t = time.perf_counter()
     sections = _sections(runs, keys, indices, cache, model, data, outputs, view, max_sections, badges, fragments)
-    tmp = out.with_name(f".{out.name}.part")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            render.template("report.html", search=[TEMPLATES]).stream(**summary, sections=sections).dump(f)
-        atomic_write(out, tmp.read_bytes())   # fsync + rename: never a half-written report
-    finally:
-        tmp.unlink(missing_ok=True)
+    # streamed into an exclusively created temp file (mkstemp, beside `out`), fsynced, then os.replace'd
+    with atomic_open(out, "w", encoding="utf-8") as f:
+        render.template("report.html", search=[TEMPLATES]).stream(**summary, sections=sections).dump(f)
     timings["html_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
 

@@ -31,7 +31,7 @@ class Executor(_StrEnum):
 
 @dataclass
 class Item:
-    """One sample of a chunk: its index in the data, raw input, label, cache key, and whether to render it."""
+    """One sample of a chunk: its index in the data, raw input, label, cache key, and whether it gets a section."""
     index: int
     raw: Any
     label: Any
@@ -59,18 +59,13 @@ def _one_thread() -> None:
 
 
 def compute_chunk(model, chunk: Chunk) -> list[tuple[str, bytes]]:
-    """Explain a chunk; returns ``(key, packed entry)`` per sample (the entry includes HTML if asked)."""
+    """Explain a chunk; returns ``(key, packed entry)`` per sample (data only: the report renders HTML)."""
     from explainkit.plugins.runner import run_explainer
     from explainkit.reports.cache import pack
-    from explainkit.views import render
 
     samples = [model.prepare(it.raw, it.label, it.index) for it in chunk.items]
     exps = run_explainer(chunk.method, model, samples, seed=chunk.seed, **chunk.params)
-    out = []
-    for exp, it in zip(exps, chunk.items):
-        html = render.to_html(exp, view=chunk.view, css=False) if it.render else None
-        out.append((it.key, pack(exp, html)))
-    return out
+    return [(it.key, pack(exp)) for exp, it in zip(exps, chunk.items)]
 
 
 # -- local process pool --------------------------------------------------------------------------------

@@ -204,57 +204,60 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
     out = Path(out)
     if out.suffix.lower() != ".html":
         out = out.with_suffix(".html")
-    fingerprint = _fingerprint(model, data, runs, select, limit, view, max_sections, quality)
-    current = _up_to_date(out, fingerprint, t_start, timings)
-    if current is not None:          # nothing changed since the last complete run: nothing to redo
-        return current
-    t = time.perf_counter()
-    outputs = _predict_all(model, data)
-    labels = data.labels
-    indices, rule = _select(select, model, outputs, labels, limit)
-    timings["predict_s"] = time.perf_counter() - t
+    from explainkit.atomic import output_lock
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    cache = Cache(Path(cache_dir) if cache_dir else out.parent / ".explainkit-cache")
-    model_hash = model.weights_hash()
-    in_hashes = [input_hash(model.prepare(data.raws[int(i)], None, int(i))) for i in indices]
-    from explainkit.reports.cache import entry_key
-    keys = [[entry_key(model_hash, h, r.name, r.params, r.seed, r.versions) for h in in_hashes] for r in runs]
-    missing = [[not cache.valid(k) for k in ks] for ks in keys]
-    chunks = _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view.value)
-    todo = sum(len(c.items) for c in chunks)
-    done = {"n": 0, "chunks": 0}
-    bar = _progress(todo, progress)
+    with output_lock(out):           # <out>.lock: runs into the same --out take turns, never share a file
+        fingerprint = _fingerprint(model, data, runs, select, limit, view, max_sections, quality)
+        current = _up_to_date(out, fingerprint, t_start, timings)
+        if current is not None:          # nothing changed since the last complete run: nothing to redo
+            return current
+        t = time.perf_counter()
+        outputs = _predict_all(model, data)
+        labels = data.labels
+        indices, rule = _select(select, model, outputs, labels, limit)
+        timings["predict_s"] = time.perf_counter() - t
 
-    def on_result(results):
-        for key, blob in results:
-            cache.write(key, blob)
-        done["n"] += len(results)
-        done["chunks"] += 1
-        bar.update(len(results))
-        if on_progress is not None:
-            on_progress({"done": done["n"], "total": todo, "chunks": done["chunks"], "cache": cache})
+        cache = Cache(Path(cache_dir) if cache_dir else out.parent / ".explainkit-cache")
+        model_hash = model.weights_hash()
+        in_hashes = [input_hash(model.prepare(data.raws[int(i)], None, int(i))) for i in indices]
+        from explainkit.reports.cache import entry_key
+        keys = [[entry_key(model_hash, h, r.name, r.params, r.seed, r.versions) for h in in_hashes] for r in runs]
+        missing = [[not cache.valid(k) for k in ks] for ks in keys]
+        chunks = _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view.value)
+        todo = sum(len(c.items) for c in chunks)
+        done = {"n": 0, "chunks": 0}
+        bar = _progress(todo, progress)
 
-    t = time.perf_counter()
-    try:
-        run_chunks(chunks, model, executor=executor, workers=workers, address=address,
-                   on_result=on_result, client=client,
-                   on_client=(lambda c: on_progress({"done": 0, "total": todo, "chunks": 0, "client": c}))
-                   if on_progress else None)
-    finally:
-        bar.close()
-    timings["explain_s"] = time.perf_counter() - t
-    counts = {"samples": int(len(indices)), "explanations": int(len(indices) * len(runs)),
-              "computed": done["n"], "cached": int(len(indices) * len(runs) - todo),
-              "corrupt_recomputed": cache.corrupt}
+        def on_result(results):
+            for key, blob in results:
+                cache.write(key, blob)
+            done["n"] += len(results)
+            done["chunks"] += 1
+            bar.update(len(results))
+            if on_progress is not None:
+                on_progress({"done": done["n"], "total": todo, "chunks": done["chunks"], "cache": cache})
 
-    from explainkit.reports.build import build
-    rep = build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
-                 outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
-                 timings=timings, counts=counts, t_start=t_start,
-                 executor={"executor": str(executor), "workers": int(workers), "address": address})
-    _seal(rep, fingerprint)
-    return rep
+        t = time.perf_counter()
+        try:
+            run_chunks(chunks, model, executor=executor, workers=workers, address=address,
+                       on_result=on_result, client=client,
+                       on_client=(lambda c: on_progress({"done": 0, "total": todo, "chunks": 0, "client": c}))
+                       if on_progress else None)
+        finally:
+            bar.close()
+        timings["explain_s"] = time.perf_counter() - t
+        counts = {"samples": int(len(indices)), "explanations": int(len(indices) * len(runs)),
+                  "computed": done["n"], "cached": int(len(indices) * len(runs) - todo),
+                  "corrupt_recomputed": cache.corrupt}
+
+        from explainkit.reports.build import build
+        rep = build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
+                     outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
+                     timings=timings, counts=counts, t_start=t_start,
+                     executor={"executor": str(executor), "workers": int(workers), "address": address})
+        _seal(rep, fingerprint)
+        return rep
 
 
 def _fingerprint(model, data, runs, select, limit, view, max_sections, quality) -> str:
@@ -286,25 +289,24 @@ def _seal(rep: "Report", fingerprint: str) -> None:
     rep.index["fingerprint"] = fingerprint
     rep.index["sha256"] = {"html": _file_sha(rep.path), "attributions": _file_sha(rep.npz_path)}
     rep.index["summary_view"] = rep._summary
-    rep.index["entry_stats"] = _entry_stats(rep.index)
+    rep.index["entry_sha256"] = _entry_hashes(rep.index)
     _dump(rep.json_path, rep.index)
 
 
-def _entry_stats(index: dict) -> list | None:
-    """(size, mtime) of every cache entry behind the report: a damaged or rewritten one forces a rebuild,
-    which re-verifies every checksum."""
+def _entry_hashes(index: dict) -> list | None:
+    """sha256 of every cache entry behind the report (contents, not size or mtime): an entry damaged or
+    rewritten in any way forces a rebuild, which re-verifies every checksum."""
     from explainkit.reports.cache import Cache
 
     cache = Cache(index["cache_dir"])
-    stats = []
+    hashes = []
     for keys in index["keys"].values():
         for k in keys:
-            try:
-                st = cache.path(k).stat()
-            except OSError:
+            h = _file_sha(cache.path(k))
+            if h is None:
                 return None
-            stats.append([st.st_size, st.st_mtime_ns])
-    return stats
+            hashes.append(h)
+    return hashes
 
 
 def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "Report | None":
@@ -320,8 +322,8 @@ def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "
     if sha.get("html") is None or sha.get("html") != _file_sha(out) or \
             sha.get("attributions") != _file_sha(out.parent / index["files"]["attributions"]):
         return None
-    recorded = index.get("entry_stats")
-    if recorded is None or recorded != _entry_stats(index):
+    recorded = index.get("entry_sha256")
+    if recorded is None or recorded != _entry_hashes(index):
         return None
     n = int(index["counts"]["explanations"])
     index["counts"] = {**index["counts"], "computed": 0, "cached": n, "corrupt_recomputed": 0, "up_to_date": True}

@@ -174,9 +174,9 @@ class NpzStream:
 
     def close(self, extra: dict | None = None) -> Path:
         fd, part = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
         try:
-            with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            with os.fdopen(fd, "w+b") as dst, \
+                    zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
                 for name, arr in (extra or {}).items():
                     with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
                         np.lib.format.write_array(out, np.asarray(arr), allow_pickle=False)
@@ -188,8 +188,9 @@ class NpzStream:
                             open(self.tmp / f"{name}.bin", "rb") as src:
                         np.lib.format.write_array_header_1_0(out, header)
                         shutil.copyfileobj(src, out, 1 << 20)
-            with open(part, "rb") as f:
-                os.fsync(f.fileno())
+                zf.close()
+                dst.flush()
+                os.fsync(dst.fileno())
             os.replace(part, self.path)
         finally:
             Path(part).unlink(missing_ok=True)
