@@ -15,6 +15,7 @@ import numpy as np
 
 from explainkit.enums import Modality, ResultKind, Task, _StrEnum
 from explainkit.errors import ExplainKitError, MissingDependencyError, ParameterError
+from explainkit.visible import visible
 
 __all__ = ["View", "colors", "scale", "plot", "waterfall", "image_png", "rgb_png", "to_png", "to_html", "html_page",
            "figure_png", "data_uri", "template", "header"]
@@ -115,7 +116,7 @@ def _axes(ax, size):
 
 
 def _title(exp) -> str:
-    t = f"{exp.method or 'explanation'} → {exp.target_label}"
+    t = visible(f"{exp.method or 'explanation'} → {exp.target_label}")
     return t if len(t) < 60 else t[:59] + "…"
 
 
@@ -162,7 +163,7 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
     ax.imshow(rgba, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title or _title(exp), fontsize=9, **_LITERAL)
+    ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
     norm = Normalize(-vm if view is View.SIGNED else 0.0, vm)
     sm = ScalarMappable(norm=norm, cmap=_CMAPS[view])
     cb = fig.colorbar(sm, cax=cax) if cax is not None else fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.04)
@@ -223,15 +224,15 @@ def _plot_text(exp, ax, view, vmax, title, width: int = 64):
     ax.set_ylim(len(lines) + 0.2, -0.3)
     for r, ln in enumerate(lines):
         for x, tok, c in ln:
-            ax.text(x, r + 0.5, tok, family="monospace", fontsize=9, color=_ink(c), va="center", **_LITERAL,
+            ax.text(x, r + 0.5, visible(tok), family="monospace", fontsize=9, color=_ink(c), va="center", **_LITERAL,
                     bbox={"facecolor": c, "edgecolor": "none", "pad": 1.5})
     ax.axis("off")
-    ax.set_title(title or _title(exp), fontsize=9, **_LITERAL)
+    ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
     return fig
 
 
 def _bar_labels(exp) -> list[str]:
-    names = list(exp.feature_names or [f"x{i}" for i in range(len(exp.scores))])
+    names = [visible(str(n)) for n in (exp.feature_names or [f"x{i}" for i in range(len(exp.scores))])]
     if exp.feature_values is None:
         return names
     return [f"{n} = {v:.4g}" for n, v in zip(names, np.asarray(exp.feature_values, dtype=np.float64))]
@@ -249,8 +250,8 @@ def _plot_bars(exp, ax, view, max_features, vmax, title):
     ax.barh(y, vals, color=cols, edgecolor="#555555", linewidth=0.4)
     ax.set_yticks(y, [labels[i] for i in order], fontsize=8, **_LITERAL)
     ax.axvline(0, color="#333333", linewidth=0.8)
-    ax.set_xlabel(f"attribution to the {_output_label(exp)}", fontsize=8, **_LITERAL)
-    ax.set_title(title or _title(exp), fontsize=9, **_LITERAL)
+    ax.set_xlabel(visible(f"attribution to the {_output_label(exp)}"), fontsize=8, **_LITERAL)
+    ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
     return fig
 
 
@@ -279,15 +280,15 @@ def waterfall(exp, ax=None, max_features: int = 12):
     ax.set_yticks(range(len(steps), 0, -1), [n for n, _ in steps], fontsize=8, **_LITERAL)
     ax.axvline(float(exp.base_value), color="#777777", linestyle=":", linewidth=0.8)
     ax.axvline(start, color="#222222", linewidth=0.8)
-    ax.set_xlabel(f"{_output_label(exp)}: base {float(exp.base_value):.4g} → f(x) {start:.4g}", fontsize=8,
+    ax.set_xlabel(visible(f"{_output_label(exp)}: base {float(exp.base_value):.4g} → f(x) {start:.4g}"), fontsize=8,
                   **_LITERAL)
-    ax.set_title(f"{exp.method} waterfall", fontsize=9, **_LITERAL)
+    ax.set_title(visible(f"{exp.method} waterfall"), fontsize=9, **_LITERAL)
     return fig
 
 
 def _plot_attention(exp, ax, layer, head, title):
     m = exp.head(int(layer), head)
-    toks = list(exp.tokens or [str(i) for i in range(m.shape[0])])[: m.shape[0]]
+    toks = [visible(str(t)) for t in (exp.tokens or [str(i) for i in range(m.shape[0])])][: m.shape[0]]
     n = len(toks)
     side = min(9.0, 1.6 + 0.22 * n)
     fig, ax = _axes(ax, (side + 0.8, side))
@@ -340,8 +341,16 @@ def _env(extra: tuple = ()):
         env = _ENVS[extra] = jinja2.Environment(
             loader=jinja2.FileSystemLoader([*extra, str(TEMPLATES)]),
             autoescape=jinja2.select_autoescape(["html"], default_for_string=True, default=True),
-            trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+            trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, finalize=visible_markup)
     return env
+
+
+def visible_markup(value):
+    """Jinja ``finalize``: a plain string is shown with its invisible characters made visible
+    (:mod:`explainkit.visible`); Markup that explainkit built itself passes unchanged."""
+    from markupsafe import Markup
+
+    return value if isinstance(value, Markup) else visible(value)
 
 
 def template(name: str, search=()):

@@ -15,6 +15,7 @@ import traitlets
 
 from explainkit.enums import Modality, ResultKind, Task
 from explainkit.views.state import ViewMode, rollout, thumbnail
+from explainkit.visible import visible, visible_spans, visible_tree
 
 __all__ = ["SampleGrid", "PredictionView", "ExplanationView", "AttentionView", "explanation_payload",
            "grid_items", "prediction_payload"]
@@ -88,7 +89,7 @@ class AttentionView(anywidget.AnyWidget):
     def show(self, tokens, matrices: np.ndarray, key: str) -> None:
         m = np.asarray(matrices, dtype=np.float32)
         with self.hold_sync():
-            self.tokens = [str(t) for t in tokens]
+            self.tokens = [visible(str(t)) for t in tokens]
             self.shape = [int(m.shape[0]), int(m.shape[1]), int(m.shape[-1])]
             self.matrices = b64(m)
             self.rolled = b64(rollout(m).astype(np.float32))
@@ -98,7 +99,12 @@ class AttentionView(anywidget.AnyWidget):
 
 # -- payloads ---------------------------------------------------------------------------------------
 def explanation_payload(exp) -> dict:
-    """What the JS view needs to draw an Explanation, compactly (no full arrays as JSON lists for images)."""
+    """What the JS view needs to draw an Explanation, compactly (no full arrays as JSON lists for images).
+    Every user string in it has its invisible characters made visible (:mod:`explainkit.visible`)."""
+    return visible_tree(_explanation_payload(exp))
+
+
+def _explanation_payload(exp) -> dict:
     base = {"modality": exp.modality.value, "kind": exp.kind.value, "method": exp.method,
             "target": exp.target_label, "task": exp.task.value,
             "prediction": _pred_text(exp)}
@@ -110,8 +116,8 @@ def explanation_payload(exp) -> dict:
         return {**base, "h": int(s.shape[0]), "w": int(s.shape[1]), "image": b64(grey8),
                 "scores": b64(s.astype(np.float32))}
     if exp.modality is Modality.TEXT:
-        return {**base, "text": exp.text or " ".join(exp.tokens or []), "tokens": list(exp.tokens or []),
-                "offsets": [list(map(int, o)) for o in (exp.offsets or [])], "scores": _floats(s)}
+        text, offsets = visible_spans(exp.text or " ".join(exp.tokens or []), exp.offsets or [])
+        return {**base, "text": text, "tokens": list(exp.tokens or []), "offsets": offsets, "scores": _floats(s)}
     values = exp.feature_values if exp.feature_values is not None else np.full(len(s), np.nan)
     out = {**base, "names": list(exp.feature_names or [f"x{i}" for i in range(len(s))]),
            "values": _floats(values), "scores": _floats(s), "base_value": None}
@@ -137,6 +143,10 @@ def _floats(a) -> list:
 
 def grid_items(indices, dataset, preds, classes, modality: Modality) -> list[dict]:
     """The tiles of one page: index, label, prediction, confidence, correctness, and a thumbnail or text."""
+    return visible_tree(_grid_items(indices, dataset, preds, classes, modality))
+
+
+def _grid_items(indices, dataset, preds, classes, modality: Modality) -> list[dict]:
     items = []
     for i in indices:
         raw, label = dataset[i]
@@ -179,6 +189,10 @@ def _row_summary(raw, names) -> str:
 
 def prediction_payload(model, preds, index: int, label) -> dict:
     """The prediction panel's data for one sample."""
+    return visible_tree(_prediction_payload(model, preds, index, label))
+
+
+def _prediction_payload(model, preds, index: int, label) -> dict:
     if model.task is Task.CLASSIFICATION:
         return {"task": Task.CLASSIFICATION.value, "classes": list(model.classes),
                 "probs": [round(float(p), 5) for p in preds.outputs[index]],
@@ -228,7 +242,7 @@ def build_browser(model, dataset, preds, page_size: int):
 
     from explainkit.views.state import Correctness, SortKey
     classes = model.classes or []
-    cls_opts = [("any", -1)] + [(c, i) for i, c in enumerate(classes)]
+    cls_opts = [("any", -1)] + [(visible(str(c)), i) for i, c in enumerate(classes)]
     def small():          # a Layout per widget: hiding one must not hide the others
         return {"style": {"description_width": "70px"}, "layout": W.Layout(width="200px")}
     true = _hook(W.Dropdown(options=cls_opts, value=-1, description="true", **small()), "ek-filter-true")
@@ -270,11 +284,11 @@ def build_explain_panel(model, specs, default: str):
                               style={"description_width": "70px"}, layout=W.Layout(width="300px")), "ek-method")
     method.tooltip = "Only the explainers that apply to this model are offered."
     if model.task is Task.CLASSIFICATION:
-        target = W.Dropdown(options=[(f"{i}: {c}", i) for i, c in enumerate(model.classes)], value=0,
+        target = W.Dropdown(options=[(visible(f"{i}: {c}"), i) for i, c in enumerate(model.classes)], value=0,
                             description="target", style={"description_width": "50px"},
                             layout=W.Layout(width="220px"))
     else:
-        target = W.Dropdown(options=[(f"{model.target_name} (output)", None)], value=None, disabled=True,
+        target = W.Dropdown(options=[(visible(f"{model.target_name} (output)"), None)], value=None, disabled=True,
                             description="target", style={"description_width": "50px"},
                             layout=W.Layout(width="220px"))
     _hook(target, "ek-target")
