@@ -315,11 +315,18 @@ from explainkit.errors import ExplainKitError
 
 model_spec = os.environ.get("EXPLAINKIT_APP_MODEL", "sample:mnist-cnn")
 data_spec = os.environ.get("EXPLAINKIT_APP_DATA", "sample")
+problem = None
 try:
     model = resolve_model(model_spec)
     app = ek.Dashboard(model, resolve_data(data_spec, model))
 except ExplainKitError as e:   # shown as one clear message; the app never shows tracebacks
-    app = widgets.HTML(f"<p class='ek-error'><b>explainkit could not start:</b> {html.escape(str(e))}</p>")
+    problem = str(e)
+except Exception as e:  # noqa: BLE001 - any other load failure: still one message in the panel, not a cell error
+    problem = (f"Loading model {model_spec!r} with data {data_spec!r} failed ({type(e).__name__}: {e}). "
+               "Fix: check that the model is a directory written by explainkit.save() and the data suits it, "
+               "or try --model sample:mnist-cnn.")
+if problem is not None:
+    app = widgets.HTML(f"<p class='ek-error'><b>explainkit could not start:</b> {html.escape(problem)}</p>")
     app.add_class("ek-error")
 app"""),
 ]

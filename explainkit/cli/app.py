@@ -12,4 +12,4 @@ def cli_app(args) -> int:
 
     model, data = check_specs(args.model, args.data)
     return serve(model, data, ip=args.ip, port=args.port, open_browser=not args.no_browser,
-                 allow_remote=True)
+                 allow_remote=True, max_kernels=args.max_kernels, cull_idle_timeout=args.cull_idle_timeout)

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--max-kernels", type=int, default=4, metavar="N",
+                   help="most kernels (one per open page, ~300 MB each) at once; beyond it a page is refused "
+                        "(default 4)")
+    p.add_argument("--cull-idle-timeout", type=int, default=600, metavar="SECONDS",
+                   help="shut down a kernel whose page is closed after this many idle seconds (default 600; 0: "
+                        "never)")
     return ap
 
 
