@@ -33,7 +33,10 @@ def _load(p: Path, model):
                         "pass 'sample', an MNIST directory, a .tsv/.csv file or an .npz file.")
     if p.is_dir():
         if any(p.glob("*-images-idx3-ubyte*")) or (p / "mnist").is_dir():
-            return _named(datasets.load_mnist(p, "heldout"), model)
+            data = datasets.load_mnist(p, "heldout")
+            # the held-out protocol (images 8000-9999) is for the standard 10k test set; a smaller
+            # IDX folder of the user's own is taken whole
+            return _named(data if len(data) else datasets.load_mnist(p, "all"), model)
         if (p / "dev.tsv").is_file() or (p / "sst2").is_dir():
             return _named(datasets.load_sst2(p, "dev"), model)
         raise DataError(f"{str(p)!r} holds neither MNIST IDX files nor an SST-2 dev.tsv.",
@@ -98,8 +101,14 @@ def _npz(p: Path, model):
         raise DataError(f"{p.name} has arrays {sorted(arrays)}; none holds the inputs.",
                         f"name the input array one of {list(keys)} (and the labels 'labels' or 'y').")
     x = arrays[xk]
+    if x.ndim == 0 or x.dtype.kind not in "biufUS":
+        raise DataError(f"{p.name}: array {xk!r} is a {x.ndim}-d {x.dtype} array, not a stack of inputs.",
+                        "store the inputs as one array with one row per input (e.g. images [N, 28, 28]).")
     yk = next((k for k in ("labels", "y", "targets", "target") if k in arrays), None)
     y = arrays[yk] if yk else None
+    if y is not None and (y.ndim != 1 or y.dtype.kind not in "biuf"):
+        raise DataError(f"{p.name}: labels {yk!r} are a {y.ndim}-d {y.dtype} array.",
+                        "store one numeric label per input, as a 1-d array.")
     if model.modality is Modality.TEXT:
         x = [str(t) for t in x]
     if y is not None and len(y) != len(x):
