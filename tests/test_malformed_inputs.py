@@ -325,3 +325,9 @@ def test_mathtext_in_waterfall_and_tokens_renders_literally():
     assert [t.get_text() for t in fig.axes[0].texts] == tokens
     render.figure_png(fig)
 
+
+
+@pytest.mark.parametrize("bad", [None, 5, ["sample_models/mnist-cnn"]])
+def test_load_of_something_that_is_not_a_path_is_one_checkpoint_error(bad):
+    with pytest.raises(CheckpointError, match="path of a checkpoint directory"):
+        explainkit.load(bad)

@@ -269,6 +269,10 @@ def load(path):
     from explainkit.models.families import get_family
     from explainkit.models.torch_model import TorchModel
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"load() takes the path of a checkpoint directory, not {type(path).__name__} "
+                              f"{path!r:.60}.", "pass a folder written by explainkit.save(), or use "
+                              "explainkit.load_sample(NAME) for a shipped model.")
     if isinstance(path, str) and path.startswith("sample:"):
         raise CheckpointError(f"{path!r} is a command-line spec, not a checkpoint directory.",
                               f"call explainkit.load_sample({path[len('sample:'):]!r}).")
