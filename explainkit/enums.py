@@ -1,12 +1,41 @@
 """Typed constants shared by models, explainers and views (strings only at the CLI boundary)."""
 from __future__ import annotations
 
-from enum import Enum
+import os
+import sys
+from enum import Enum, EnumMeta
 
 __all__ = ["Modality", "Task", "Capability", "ResultKind"]
 
 
-class _StrEnum(str, Enum):
+def caller_location(skip_files=()) -> str:
+    """``path:line`` of the nearest frame outside explainkit's own code (the plugin author's file)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (fn.startswith(here) or fn.startswith("<") or os.path.basename(fn) in skip_files
+                or "importlib" in fn):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return "<unknown>"
+
+
+class _Meta(EnumMeta):
+    def __getattr__(cls, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+        from explainkit.errors import UnknownMemberError
+
+        members = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
+        raise UnknownMemberError(f"{cls.__name__} has no member {name!r} (at {caller_location(('enum.py',))}).",
+                                 f"use one of: {members}.")
+
+
+class _StrEnum(str, Enum, metaclass=_Meta):
     def __str__(self) -> str:
         return self.value
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 __all__ = [
     "ExplainKitError", "InputError", "ShapeError", "ValueRangeError", "TextLengthWarning",
     "UnknownNameError", "DataError", "CheckpointError", "ModelError", "PluginError",
-    "ParameterError", "NotApplicableError", "MissingDependencyError", "TargetError",
+    "ParameterError", "NotApplicableError", "MissingDependencyError", "TargetError", "UnknownMemberError",
 ]
 
 
@@ -38,6 +38,10 @@ class UnknownNameError(ExplainKitError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return self.args[0] if self.args else ""
+
+
+class UnknownMemberError(ExplainKitError, AttributeError):
+    """``Modality.PICTURE``: an enum member that does not exist (names the caller's file and the choices)."""
 
 
 class DataError(ExplainKitError, OSError):

@@ -35,6 +35,8 @@ __all__ = ["check_explainer", "CheckReport", "CheckRow", "Status", "empty_regist
 
 N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
 CHEAP_N = 16           # ceiling for budget parameters (n_steps, n_samples, ...) during the check
+IMPORT_LIMIT_S = 0.5   # a declaration's own import time (explainkit's declaration API preloaded) must stay under it
+COMPLETENESS_RTOL = 0.05   # additive: |sum(scores) + base_value - f(x)| <= RTOL * max(|f(x) - base_value|, 1)
 _BUDGET_PREFIXES = ("n_", "num_")
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
                "_state_dict_hooks", "_load_state_dict_pre_hooks")
@@ -62,6 +64,8 @@ class Check(str, Enum):
     PARAMS = "parameter validation"
     NOT_APPLICABLE = "not applicable"
     ROUND_TRIP = "to_dict/from_dict"
+    DECLARATION_IMPORT = "declaration import"
+    COMPLETENESS = "completeness"
     HTML = "to_html"
 
     def __str__(self) -> str:
@@ -155,6 +159,7 @@ def check_explainer(name_or_spec, *, registry: Registry | None = None, models=No
         return report
     report.add(Check.DECLARATION, "-", Status.PASS,
                f"{spec.distribution} {spec.version}; {len(spec.params)} param(s); result={spec.result.value}")
+    _check_declaration_import(report, spec)
     try:
         reg.implementation(name)
         report.add(Check.IMPORT, "-", Status.PASS, spec.impl)
@@ -177,6 +182,8 @@ def check_explainer(name_or_spec, *, registry: Registry | None = None, models=No
                    "applies to none of the models checked" if pool else "no models to check (none shipped?)")
     for model, raws in applicable:
         _check_model(report, reg, spec, model, raws, cheap)
+        if spec.additive:
+            _check_completeness(report, reg, spec, model, raws, cheap)
     if applicable:
         _check_params(report, reg, spec, *applicable[0], cheap)
     _check_not_applicable(report, reg, spec, pool)
@@ -201,6 +208,7 @@ def _run(reg, spec, model, samples, seed, values):
     entry = reg.entries[spec.name]
     if not entry.ok:                   # a previous model's failure must not hide this model's result
         entry.status, entry.reason = "ok", ""
+    entry.failures = 0
     return run_explainer(spec.name, model, samples, seed=seed, reg=reg, **values)
 
 
@@ -242,6 +250,92 @@ def _check_model(report, reg, spec, model, raws, cheap):
     except ExplainKitError as e:
         report.add(Check.DETERMINISM, label, Status.FAIL, str(e))
     _check_serialisation(report, first[0], label)
+
+
+def _entry_point_value(spec) -> str | None:
+    from importlib.metadata import entry_points
+
+    from explainkit.plugins.registry import ENTRY_POINT_GROUP
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == spec.name and (spec.distribution in (None, "local")
+                                     or getattr(ep.dist, "name", None) == spec.distribution):
+            return ep.value
+    return None
+
+
+def _check_declaration_import(report, spec) -> None:
+    """Import the declaration module in a fresh subprocess: its time and the heavy stacks it pulls in."""
+    from explainkit.plugins.discovery import import_profile
+
+    value = _entry_point_value(spec)
+    if value is None:
+        report.add(Check.DECLARATION_IMPORT, "-", Status.SKIP, "no installed entry point for this spec")
+        return
+    prof = import_profile(value)
+    if "error" in prof:
+        report.add(Check.DECLARATION_IMPORT, "-", Status.FAIL, f"{value}: {prof['error']}")
+        return
+    secs, heavy = prof["seconds"], prof["heavy"]
+    problems = []
+    if heavy:
+        problems.append(f"imports {', '.join(heavy)} (declarations must not import heavy stacks: import them "
+                        "in the impl module, which loads only when the explainer runs)")
+    if secs > IMPORT_LIMIT_S:
+        problems.append(f"took {secs:.2f} s, over the {IMPORT_LIMIT_S:g} s limit (do no work at import)")
+    report.add(Check.DECLARATION_IMPORT, "-", Status.FAIL if problems else Status.PASS,
+               "; ".join(problems) if problems else f"{value}: {secs * 1000:.0f} ms, no heavy imports "
+               f"(limit {IMPORT_LIMIT_S:g} s)")
+
+
+def _target_output(model, sample, target, space) -> float:
+    """f(x) for the target, computed by the harness: raw outputs ('logit'/'value') or predictions."""
+    if space in ("logit", "value"):
+        import torch
+
+        inputs, extra = model.collate([sample])
+        with torch.no_grad():
+            out = model.forward(inputs, *extra)
+        return float(out[0, target if out.shape[1] > 1 else 0])
+    y = np.asarray(model.predict_masked(sample, np.ones((1, sample.n_units))), dtype=np.float64)
+    return float(y[0, target] if y.ndim == 2 else y[0])
+
+
+def _check_completeness(report, reg, spec, model, raws, cheap) -> None:
+    """additive=True: sum(scores) + base_value must equal f(x) for the target, within COMPLETENESS_RTOL."""
+    label = model.name
+    try:
+        samples = [model.prepare(r, index=i) for i, r in enumerate(raws)]
+        out = _run(reg, spec, model, samples, 0, cheap)
+    except ExplainKitError as e:
+        report.add(Check.COMPLETENESS, label, Status.FAIL, str(e))
+        return
+    worst = None
+    for e, s in zip(out, samples):
+        if e.base_value is None:
+            report.add(Check.COMPLETENESS, label, Status.FAIL,
+                       "declared additive but returned no base_value (set base_value=f(baseline))")
+            return
+        space = (e.extras or {}).get("output_space", "prediction")
+        if space in ("logit", "value") and getattr(model, "module", None) is None:
+            space = "prediction"
+        t = int(e.target or 0)
+        try:
+            fx = _target_output(model, s, t, space)
+        except Exception as err:  # noqa: BLE001 - a model without raw outputs
+            report.add(Check.COMPLETENESS, label, Status.SKIP, f"could not compute f(x): {err}")
+            return
+        base = float(np.asarray(e.base_value, dtype=np.float64).reshape(-1)[0])
+        units = (e.extras or {}).get("unit_scores")       # per segment, when pixels share their segment's score
+        total = float(np.asarray(units if units is not None else e.scores, dtype=np.float64).sum())
+        err = abs(total + base - fx) / max(abs(fx - base), 1.0)
+        if worst is None or err > worst[0]:
+            worst = (err, total, fx - base, space)
+    err, total, delta, space = worst
+    ok = err <= COMPLETENESS_RTOL
+    report.add(Check.COMPLETENESS, label, Status.PASS if ok else Status.FAIL,
+               f"sum(scores)={total:.4g} vs f(x)-base_value={delta:.4g} ({space}): relative error {err:.3g} "
+               f"{'<=' if ok else '>'} {COMPLETENESS_RTOL:g}")
 
 
 def _output_problem(out, samples, spec) -> str | None:

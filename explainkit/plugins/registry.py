@@ -7,6 +7,7 @@ are found exactly the same way.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from explainkit.enums import Capability, Modality, ResultKind, Task
+from explainkit.enums import Capability, Modality, ResultKind, Task, caller_location
 from explainkit.errors import ExplainKitError, ParameterError, PluginError, UnknownNameError
 
 __all__ = ["Param", "ExplainerSpec", "Explainer", "Registry", "registry", "ENTRY_POINT_GROUP",
@@ -26,10 +27,38 @@ ENTRY_POINT_GROUP = "explainkit.explainers"
 BUILTIN_DISTRIBUTION = "explainkit-builtins"
 ENV_NO_AUTOLOAD = "EXPLAINKIT_DISABLE_PLUGIN_AUTOLOAD"   # "1": load only the built-in distribution
 ENV_BLOCK = "EXPLAINKIT_BLOCK_PLUGINS"                    # comma-separated explainer or distribution names
+ENV_DEBUG = "EXPLAINKIT_DEBUG"                            # "1": keep a plugin's original exception as __cause__
 # keyword names explainkit.explain() and Explainer.explain() use themselves
 RESERVED_PARAMS = frozenset({"seed", "method", "target", "targets", "model", "samples", "x", "reg"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "choice": str}
+STRIKES = 2      # consecutive raising runs on valid input that mark an explainer broken
+_DEFER = [0]     # > 0 while discovery imports declarations: an invalid spec is recorded, not raised
+
+
+@contextlib.contextmanager
+def deferred_validation():
+    """While declarations are read, an invalid Param/ExplainerSpec records its problem instead of raising,
+    so one bad spec cannot take down the other specs of the same module (each is judged on its own)."""
+    _DEFER[0] += 1
+    try:
+        yield
+    finally:
+        _DEFER[0] -= 1
+
+
+def debug() -> bool:
+    return os.environ.get(ENV_DEBUG, "").strip() not in ("", "0", "false")
+
+
+def _fail(obj, error: PluginError) -> None:
+    """Raise an invalid declaration's error, or record it on the object while discovery defers."""
+    if "(declared at" not in error.problem:
+        error = PluginError(f"{error.problem} (declared at {caller_location(('registry.py',))})", error.fix)
+    if _DEFER[0]:
+        object.__setattr__(obj, "_problem", error)
+        return
+    raise error
 
 
 @dataclass(frozen=True)
@@ -45,13 +74,14 @@ class Param:
     choices: tuple | None = None
 
     def __post_init__(self):
-        if self.type not in _TYPES:
-            raise PluginError(f"Parameter {self.name!r} has unknown type {self.type!r}.",
-                              f"use one of {sorted(_TYPES)}.")
-        if self.type == "choice" and not self.choices:
-            raise PluginError(f"Choice parameter {self.name!r} declares no choices.", "set choices=(...).")
         if self.choices is not None:
             object.__setattr__(self, "choices", tuple(self.choices))
+        if self.type not in _TYPES:
+            return _fail(self, PluginError(f"Parameter {self.name!r} has unknown type {self.type!r}.",
+                                           f"use one of {sorted(_TYPES)}."))
+        if self.type == "choice" and not self.choices:
+            return _fail(self, PluginError(f"Choice parameter {self.name!r} declares no choices.",
+                                           "set choices=(...)."))
 
     def validate(self, value, owner: str = "explainer"):
         """Coerce (strings from the CLI too) and check the range; raise ParameterError with the fix."""
@@ -114,8 +144,21 @@ class ExplainerSpec:
     view: str | None = None          # "module:Class" of a custom dashboard view for a new result kind
     distribution: str | None = field(default=None, compare=False)
     version: str | None = field(default=None, compare=False)
+    # True: sum(scores) + base_value == f(x) for the target output (completeness); checked by check_explainer
+    additive: bool = False
 
     def __post_init__(self):
+        try:
+            self._validate()
+        except PluginError as e:
+            _fail(self, e)
+
+    @property
+    def problem(self) -> "PluginError | None":
+        """The declaration's error, when it was built while discovery deferred validation."""
+        return getattr(self, "_problem", None)
+
+    def _validate(self):
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise PluginError(f"Explainer name {self.name!r} is not snake_case.",
                               "use lower-case letters, digits and underscores, starting with a letter.")
@@ -135,6 +178,9 @@ class ExplainerSpec:
         params = tuple(self.params)
         if not all(isinstance(p, Param) for p in params):
             raise PluginError(f"Explainer {self.name!r}: params must be Param objects.", "use explainkit.Param(...).")
+        for p in params:
+            if getattr(p, "_problem", None) is not None:
+                raise PluginError(f"Explainer {self.name!r}: {p._problem.problem}", p._problem.fix)
         names = [p.name for p in params]
         clash = sorted(set(names) & RESERVED_PARAMS)
         if len(set(names)) != len(names) or clash:
@@ -191,7 +237,23 @@ class ExplainerSpec:
                 "reference": self.reference, "modalities": sorted(m.value for m in self.modalities),
                 "tasks": sorted(t.value for t in self.tasks), "requires": sorted(c.value for c in self.requires),
                 "params": [p.to_dict() for p in self.params], "result": self.result.value,
-                "stochastic": self.stochastic, "distribution": self.distribution, "version": self.version}
+                "stochastic": self.stochastic, "additive": self.additive, "distribution": self.distribution,
+                "version": self.version}
+
+    def to_json(self) -> dict:
+        """Everything needed to rebuild the declaration (the discovery cache)."""
+        return {"name": self.name, "title": self.title, "description": self.description, "impl": self.impl,
+                "modalities": sorted(m.value for m in self.modalities),
+                "tasks": sorted(t.value for t in self.tasks), "requires": sorted(c.value for c in self.requires),
+                "params": [p.to_dict() for p in self.params], "result": self.result.value,
+                "reference": self.reference, "stochastic": self.stochastic, "view": self.view,
+                "additive": self.additive}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ExplainerSpec":
+        d = dict(d)
+        d["params"] = tuple(Param(**p) for p in d.get("params", ()))
+        return cls(**d)
 
 
 class Explainer:
@@ -221,6 +283,7 @@ class Entry:
     status: str = "ok"           # "ok" | "broken"
     reason: str = ""
     _impl: Any = None
+    failures: int = 0            # consecutive runs that raised on valid input
 
     @property
     def ok(self) -> bool:
@@ -238,31 +301,50 @@ class Registry:
 
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, entry_points=None) -> None:
-        """Read every declaration in the entry-point group; never import an implementation."""
+        """Read every declaration in the entry-point group; never import an implementation.
+
+        Third-party declarations are imported in a short-lived subprocess (with a timeout) and their specs
+        cached on disk (``explainkit.plugins.discovery``), so a declaration that exits, hangs or raises
+        cannot take the host down. The built-in distribution is imported in-process, contained.
+        Entry points passed in explicitly (tests) are loaded in-process, contained the same way.
+        """
         from importlib.metadata import entry_points as _eps
 
-        eps = list(entry_points) if entry_points is not None else list(_eps(group=ENTRY_POINT_GROUP))
+        explicit = entry_points is not None
+        eps = list(entry_points) if explicit else list(_eps(group=ENTRY_POINT_GROUP))
         third_party_off = os.environ.get(ENV_NO_AUTOLOAD, "").strip() not in ("", "0", "false")
         blocked = {b.strip() for b in os.environ.get(ENV_BLOCK, "").split(",") if b.strip()}
         # built-ins first: on a name clash the built-in keeps the name and the other is reported
         eps.sort(key=lambda ep: (_dist_name(ep) != BUILTIN_DISTRIBUTION, _dist_name(ep), ep.name))
+        eps = [ep for ep in eps if not (third_party_off and _dist_name(ep) != BUILTIN_DISTRIBUTION)
+               and ep.name not in blocked and _dist_name(ep) not in blocked]
+        isolated = {}
+        if not explicit:
+            from explainkit.plugins import discovery
+
+            by_dist: dict = {}
+            for ep in eps:
+                if _dist_name(ep) != BUILTIN_DISTRIBUTION:
+                    by_dist.setdefault((_dist_name(ep), _dist_version(ep)), []).append(ep)
+            for (dist, version), group in by_dist.items():
+                isolated.update({(dist, k): v for k, v in discovery.read_specs(dist, version, group).items()})
         for ep in eps:
             dist, version = _dist_name(ep), _dist_version(ep)
-            if third_party_off and dist != BUILTIN_DISTRIBUTION:
-                continue
-            if ep.name in blocked or dist in blocked:
-                continue
-            try:
-                spec = ep.load()
-                if not isinstance(spec, ExplainerSpec):
-                    raise PluginError(f"entry point {ep.value!r} is a {type(spec).__name__}, not an ExplainerSpec.",
-                                      "point the entry point at an ExplainerSpec object.")
-                if spec.name != ep.name:
-                    raise PluginError(f"entry point name {ep.name!r} differs from the spec name {spec.name!r}.",
-                                      "use the explainer's name as the entry-point name.")
-            except Exception as e:  # noqa: BLE001 - any failure of a plugin is contained
-                self._add_broken(ep.name, dist, version, _reason(e))
-                continue
+            if (dist, ep.name) in isolated:
+                result = isolated[(dist, ep.name)]
+                if "error" in result:
+                    self._add_broken(ep.name, dist, version, result["error"])
+                    continue
+                try:
+                    spec = ExplainerSpec.from_json(result["spec"])
+                except Exception as e:  # noqa: BLE001 - a stale or odd cache entry is a broken plugin
+                    self._add_broken(ep.name, dist, version, _reason(e))
+                    continue
+            else:
+                spec, reason = load_declaration(ep)
+                if spec is None:
+                    self._add_broken(ep.name, dist, version, reason)
+                    continue
             self.register(spec, distribution=dist, version=version)
 
     def register(self, spec: ExplainerSpec, distribution: str = "local", version: str = "0") -> Entry:
@@ -329,12 +411,35 @@ class Registry:
                 if isinstance(e, PluginError):
                     self.mark_broken(name, _reason(e))
                 raise
-            except Exception as e:  # noqa: BLE001
+            except KeyboardInterrupt:
+                raise
+            except (Exception, SystemExit) as e:  # noqa: BLE001
                 self.mark_broken(name, _reason(e))
-                raise PluginError(f"Explainer {name!r} ({entry.distribution}) failed to import: {_reason(e)}",
-                                  "fix the plugin's installation; other explainers are unaffected.") from None
+                err = PluginError(f"Explainer {name!r} ({entry.distribution}) failed to import: {_reason(e)}",
+                                  "fix the plugin's installation; other explainers are unaffected.")
+                if debug():
+                    raise err from e
+                raise err from None
             entry._impl = impl
         return entry._impl
+
+    def strike(self, name: str, reason: str) -> bool:
+        """Count a run that raised on valid input; the STRIKES-th in a row marks it broken (True then).
+        One raise may be an input the plugin cannot handle; raising again and again is the plugin's fault."""
+        entry = self.entries.get(name)
+        if entry is None:
+            return False
+        entry.failures += 1
+        entry.reason = reason
+        if entry.failures >= STRIKES:
+            self.mark_broken(name, f"{reason} ({entry.failures} runs in a row)")
+            return True
+        return False
+
+    def succeeded(self, name: str) -> None:
+        entry = self.entries.get(name)
+        if entry is not None and entry.ok:
+            entry.failures, entry.reason = 0, ""
 
     def mark_broken(self, name: str, reason: str) -> None:
         entry = self.entries.get(name)
@@ -357,6 +462,29 @@ def registry(refresh: bool = False) -> Registry:
     return _default
 
 
+def load_declaration(ep) -> "tuple[ExplainerSpec | None, str]":
+    """Load one entry point's spec in this process, contained: (spec, "") or (None, reason)."""
+    try:
+        with deferred_validation():
+            spec = ep.load()
+        if not isinstance(spec, ExplainerSpec):
+            raise PluginError(f"entry point {ep.value!r} is a {type(spec).__name__}, not an ExplainerSpec.",
+                              "point the entry point at an ExplainerSpec object.")
+        if spec.problem is not None:
+            raise spec.problem
+        if spec.name != ep.name:
+            raise PluginError(f"entry point name {ep.name!r} differs from the spec name {spec.name!r}.",
+                              "use the explainer's name as the entry-point name.")
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as e:
+        return None, (f"the declaration module called sys.exit({e.code!r}) while being imported "
+                      f"{_where(e)}. Fix: a declaration module must only define ExplainerSpec objects.")
+    except BaseException as e:  # noqa: BLE001 - any failure of a plugin is contained
+        return None, _reason(e)
+    return spec, ""
+
+
 def _dist_name(ep) -> str:
     d = getattr(ep, "dist", None)
     return getattr(d, "name", None) or "unknown"
@@ -367,10 +495,25 @@ def _dist_version(ep) -> str:
     return getattr(d, "version", None) or "0"
 
 
+_OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # explainkit/
+_STDLIB = os.path.dirname(os.__file__)
+
+
+def _where(e: BaseException) -> str:
+    """'(at /path/file.py:12)': the innermost traceback frame in the plugin's own code (not explainkit's,
+    not the standard library's), else the innermost frame."""
+    tb = traceback.extract_tb(e.__traceback__)
+    if not tb:
+        return ""
+    own = [f for f in tb if not (f.filename.startswith(_OWN) or f.filename.startswith(_STDLIB)
+                                 or f.filename.startswith("<"))]
+    f = (own or tb)[-1]
+    return f"(at {f.filename}:{f.lineno})"
+
+
 def _reason(e: BaseException) -> str:
     if isinstance(e, ExplainKitError):
         return str(e)
-    tb = traceback.extract_tb(e.__traceback__)
-    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-    return f"{type(e).__name__}: {str(e)[:300]}{where}"
+    where = _where(e)
+    return f"{type(e).__name__}: {str(e)[:300]}{' ' + where if where else ''}"
 

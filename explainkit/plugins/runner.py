@@ -11,12 +11,14 @@ import numpy as np
 
 from explainkit.concurrency import MODEL_LOCK
 from explainkit.enums import Modality, ResultKind, Task
-from explainkit.errors import ExplainKitError, NotApplicableError, ParameterError, PluginError
+from explainkit.errors import ExplainKitError, NotApplicableError, ParameterError, PluginError, ValueRangeError
 
 if TYPE_CHECKING:  # pragma: no cover
     from explainkit.plugins.registry import Registry
 
 __all__ = ["run_explainer", "resolve_targets"]
+
+EXTREME = 1e6      # |value| of a model-ready float input beyond which NaN/Inf output is blamed on the input
 
 
 def resolve_targets(model, samples, target, probabilities) -> list[int]:
@@ -40,7 +42,7 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
     """Validate, run and stamp one explainer on a batch of samples; contain plugin failures."""
     from explainkit import __version__
     from explainkit.plugins.explanation import Explanations
-    from explainkit.plugins.registry import _reason, registry
+    from explainkit.plugins.registry import _reason, debug, registry
 
     reg = reg or registry()
     entry = reg.get(name, model)
@@ -58,23 +60,41 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
         t0 = time.perf_counter()
         probs = model.predict(samples)
         t_pred = time.perf_counter() - t0
+        for s, p in zip(samples, probs):
+            _check_input(s, p, name)
         targets = resolve_targets(model, samples, target, probs)
         t1 = time.perf_counter()
         try:
             out = impl.explain(model, samples, targets, seed=int(seed), **values)
         except ExplainKitError:
             raise
-        except Exception as e:  # noqa: BLE001 - a plugin's crash becomes one clear error
-            reason = _reason(e)
-            reg.mark_broken(name, f"raised while explaining: {reason}")
-            raise PluginError(f"Explainer {name!r} ({entry.distribution} {entry.version}) failed: {reason}",
-                              "report it to the plugin's author; other explainers still work.") from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's crash (even sys.exit) is one clear error
+            reason = _reason(e) if not isinstance(e, SystemExit) else f"called sys.exit({e.code!r})"
+            now_broken = reg.strike(name, f"raised while explaining: {reason}")
+            err = PluginError(f"Explainer {name!r} ({entry.distribution} {entry.version}) failed: {reason}"
+                              + (" It is now marked broken for this session." if now_broken else ""),
+                              "report it to the plugin's author; other explainers still work"
+                              + ("" if debug() else " (set EXPLAINKIT_DEBUG=1 to keep the full traceback)")
+                              + ".")
+            if debug():
+                raise err from e
+            raise err from None
         elapsed = time.perf_counter() - t1
+    for i, (e, s) in enumerate(zip(out, samples) if isinstance(out, (list, tuple)) else ()):
+        scores = getattr(e, "scores", None)
+        if isinstance(scores, np.ndarray) and scores.dtype.kind in "fc" and not np.isfinite(scores).all():
+            big = _magnitude(s)
+            if big > EXTREME:
+                raise ValueRangeError(
+                    f"Sample #{s.index if s.index is not None else i}: {name} returned NaN/Inf scores because "
+                    f"the input has extreme values (largest |value| of the model-ready input: {big:.3g}).",
+                    "pass values in the range the model was trained on (standardise or clip the input).")
     problem = _check_output(out, samples, spec)
     if problem:
         reg.mark_broken(name, f"returned invalid output: {problem}")
         raise PluginError(f"Explainer {name!r} ({entry.distribution}) returned invalid output: {problem}",
                           "fix the plugin to return one Explanation per sample with scores per unit.")
+    reg.succeeded(name)
     versions = {"explainkit": __version__, "plugin": entry.distribution, "plugin_version": entry.version}
     try:
         import torch
@@ -104,6 +124,41 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
             exp.label = s.label
     result.extend(out)
     return result
+
+
+def _as_array(t):
+    if t is None:
+        return None
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().numpy()
+    try:
+        return np.asarray(t)
+    except Exception:  # noqa: BLE001 - an exotic input: no numeric view
+        return None
+
+
+def _magnitude(sample) -> float:
+    """Largest |value| of a sample's float model-ready input (inf if any is NaN/Inf; 0 for token ids)."""
+    arr = _as_array(sample.tensor)
+    if arr is None or arr.dtype.kind not in "fc" or arr.size == 0:
+        return 0.0
+    if not np.isfinite(arr).all():
+        return float("inf")
+    return float(np.abs(arr).max())
+
+
+def _check_input(sample, prob, name) -> None:
+    """An input that is NaN/Inf once prepared, or that the model itself predicts NaN/Inf for, is the
+    input's fault: an InputError about that sample, before any plugin code runs."""
+    arr = _as_array(sample.tensor)
+    bad_input = arr is not None and arr.dtype.kind in "fc" and not np.isfinite(arr).all()
+    p = np.asarray(prob, dtype=np.float64)
+    if bad_input or not np.isfinite(p).all():
+        where = f"Sample #{sample.index}" if sample.index is not None else "The sample"
+        what = ("contains NaN or Inf once prepared for the model (a value outside float32 range?)" if bad_input
+                else "makes the model predict NaN or Inf")
+        raise ValueRangeError(f"{where} {what}; {name} was not run.",
+                              "pass finite values in the range the model was trained on.")
 
 
 def _check_output(out, samples, spec) -> str | None:

@@ -11,9 +11,10 @@ import threading
 import time
 
 import ipywidgets as W
+import numpy as np
 
 from explainkit.enums import Task
-from explainkit.errors import ExplainKitError, InputError, NotApplicableError, UnknownNameError
+from explainkit.errors import ExplainKitError, InputError, NotApplicableError, TargetError, UnknownNameError
 from explainkit.views import state as st
 from explainkit.views import widgets as views
 from explainkit.views.panels import _ENV, _T, PanelsMixin
@@ -196,7 +197,16 @@ class Dashboard(PanelsMixin, W.VBox):
 
     @target.setter
     def target(self, value) -> None:
-        self.e.target.value = value
+        if self.model.task is not Task.CLASSIFICATION:
+            if value is not None:
+                self.model.check_target(value)       # TargetError: a regression model has no target classes
+            return
+        n = len(self.model.classes)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < n:
+            raise TargetError(f"Target {value!r} is not a class of model {self.model.name!r} ({n} classes).",
+                              f"set target to an integer in 0..{n - 1} "
+                              f"({', '.join(f'{i}={c}' for i, c in enumerate(self.model.classes))}).")
+        self.e.target.value = int(value)
 
     @property
     def view_key(self) -> str:
@@ -293,6 +303,8 @@ class Dashboard(PanelsMixin, W.VBox):
         if self.job is not None and self.job.alive:
             self.job.cancel()
         if hit is not None:
+            self.last_error = None
+            self._hide_error()
             self._show(hit, vkey)
             self._status(st.JobState.CACHED, (time.perf_counter() - t0) * 1000)
             return hit
@@ -307,6 +319,7 @@ class Dashboard(PanelsMixin, W.VBox):
 
         def done(exp):
             self.cache.put(key, exp)
+            self.last_error = None             # a success clears the previous failure
             try:
                 if vkey == self.view_key:
                     self._show(exp, vkey)
@@ -316,6 +329,7 @@ class Dashboard(PanelsMixin, W.VBox):
 
         def failed(err):
             self._show_error(method, err)
+            self._sync_menu()
             self._status(st.JobState.FAILED)
             self._progress(None)
 
@@ -408,6 +422,23 @@ class Dashboard(PanelsMixin, W.VBox):
         self.history.append({"event": "error", "method": method, "message": str(err)})
         self.error.value = _T["error"].render(method=method, origin=origin, message=str(err))
         self.error.layout.display = None
+
+    def _sync_menu(self) -> None:
+        """Drop explainers the registry now reports broken, so the menu agrees with ``ek.explainers()``."""
+        ok = {s.name for s in self.registry.applicable(self.model)}
+        kept = [s for s in self.specs if s.name in ok]
+        if len(kept) == len(self.specs):
+            return
+        self.specs = kept
+        self._quiet = True                     # changing the menu must not start another explanation
+        try:
+            self.e.method.options = [(s.title, s.name) for s in kept]
+            chosen = tuple(v for v in self.c.methods.value if v in ok)
+            self.c.methods.options = [(s.title, s.name) for s in kept]
+            self.c.methods.value = chosen
+        finally:
+            self._quiet = False
+        self.history.append({"event": "menu", "methods": [s.name for s in kept]})
 
     def _hide_error(self) -> None:
         self.error.layout.display = "none"

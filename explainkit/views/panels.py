@@ -12,7 +12,7 @@ import jinja2
 import numpy as np
 
 from explainkit.enums import Capability, Modality
-from explainkit.errors import ExplainKitError, InputError
+from explainkit.errors import ExplainKitError, InputError, UnknownNameError
 from explainkit.views import state as st
 from explainkit.views.widgets import quality_figure
 
@@ -83,6 +83,12 @@ class PanelsMixin:
             raise InputError(f"{len(names)} methods chosen for comparison.", "choose 2 to 4 explainers.")
         if self.selected_index is None:
             raise InputError("No sample is selected.", "select a sample first.")
+        offered = {s.name for s in self.specs}
+        unknown = [n for n in names if n not in offered]
+        if unknown:
+            raise UnknownNameError(f"{', '.join(map(repr, unknown))} not in this dashboard's menu "
+                                   "(unknown, not applicable, or broken).",
+                                   f"choose 2 to 4 of: {', '.join(sorted(offered))}.")
         index, target = self.selected_index, self.target
         sample = self._samples[index]
         self.history.append({"event": "compare", "index": index, "methods": names})
@@ -104,11 +110,13 @@ class PanelsMixin:
             return out
 
         def done(exps):
+            self.last_error = None
             self._show_comparison(index, names, exps)
             self._progress(None)
 
         def failed(err):
             self._show_error("compare", err)
+            self._sync_menu()
             self._progress(None)
 
         self._start(st.Job(work, done, failed, name="compare"), f"comparing {len(names)} methods on #{index}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from explainkit.concurrency import MODEL_LOCK
 from explainkit.enums import Modality, Task, _StrEnum
-from explainkit.errors import DataError, InputError
+from explainkit.errors import DataError, InputError, PluginError
 
 __all__ = ["Correctness", "SortKey", "ViewMode", "JobState", "Predictions", "Browser",
            "ExplanationCache", "Job", "cache_key", "params_hash", "spearman_matrix", "thumbnail",
@@ -287,10 +287,12 @@ class Job:
         except Cancelled:
             self.state, self.finished = JobState.CANCELLED, time.perf_counter()
             return
-        except Exception as e:  # noqa: BLE001 - reported to the UI's error panel
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - reported to the UI's error panel (never "running")
             self.state, self.finished = JobState.FAILED, time.perf_counter()
             if not self._cancel.is_set():
-                self.on_error(e)
+                self.on_error(e if isinstance(e, Exception) else
+                              PluginError(f"The computation called sys.exit({e.code!r}).",
+                                          "report it to the explainer's author; choose another explainer."))
             return
         self.finished = time.perf_counter()
         if self._cancel.is_set():

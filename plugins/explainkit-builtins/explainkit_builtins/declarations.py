@@ -34,7 +34,7 @@ INTEGRATED_GRADIENTS = ExplainerSpec(
                 "attributions sum to f(input) - f(baseline) (completeness). For text, the path runs "
                 "through the embedding layer and attributions are summed per token.",
     reference="Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365",
-    modalities=ALL, tasks=BOTH, requires=_GRAD, impl=f"{_PKG}.gradients:IntegratedGradients",
+    modalities=ALL, tasks=BOTH, requires=_GRAD, impl=f"{_PKG}.gradients:IntegratedGradients", additive=True,
     params=(Param("n_steps", "int", 50, min=2, max=5000, help="Number of integration steps."),
             Param("integration", "choice", "gausslegendre",
                   choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
