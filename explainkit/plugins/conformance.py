@@ -2,7 +2,7 @@
 
 Use it in a plugin's own pytest::
 
-    from explainkit.plugins.conformance import check_explainer
+    from explainkit.testing import check_explainer
 
     def test_conforms():
         check_explainer("my_explainer", quick=True).raise_on_failure()
@@ -22,26 +22,20 @@ import numpy as np
 from explainkit.enums import Modality, ResultKind
 from explainkit.errors import (
     ExplainKitError,
-    ModelError,
     NotApplicableError,
     ParameterError,
     PluginError,
-    UnknownNameError,
 )
+from explainkit.plugins.check_inputs import model_pool, model_state, raw_inputs
 from explainkit.plugins.registry import ExplainerSpec, Registry
 from explainkit.plugins.registry import registry as default_registry
 
 __all__ = ["check_explainer", "CheckReport", "CheckRow", "Status", "empty_registry", "registry_with"]
 
-N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
 CHEAP_N = 16           # ceiling for budget parameters (n_steps, n_samples, ...) during the check
 IMPORT_LIMIT_S = 0.5   # a declaration's own import time (explainkit's declaration API preloaded) must stay under it
 COMPLETENESS_RTOL = 0.05   # additive: |sum(scores) + base_value - f(x)| <= RTOL * max(|f(x) - base_value|, 1)
 _BUDGET_PREFIXES = ("n_", "num_")
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_state_dict_hooks", "_load_state_dict_pre_hooks")
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks")
 
 
 class Status(str, Enum):
@@ -167,7 +161,7 @@ def check_explainer(name_or_spec, *, registry: Registry | None = None, models=No
         report.add(Check.IMPORT, "-", Status.FAIL, str(e))
         report.seconds = time.perf_counter() - t0
         return report
-    pool = _model_pool(models)
+    pool = model_pool(models)
     applicable = [(m, x) for m, x in pool if spec.applies_to(m)]
     if quick:
         seen, chosen = set(), []
@@ -219,7 +213,7 @@ def _check_model(report, reg, spec, model, raws, cheap):
     except ExplainKitError as e:
         report.add(Check.OUTPUT, label, Status.SKIP, f"could not prepare inputs: {e}")
         return
-    before = _model_state(model)
+    before = model_state(model)
     try:
         first = _run(reg, spec, model, samples, 0, cheap)
     except ExplainKitError as e:
@@ -228,7 +222,7 @@ def _check_model(report, reg, spec, model, raws, cheap):
     problem = _output_problem(first, samples, spec)
     report.add(Check.OUTPUT, label, Status.FAIL if problem else Status.PASS,
                problem or f"{len(first)} x scores {tuple(first[0].scores.shape)}, finite, kind={spec.result.value}")
-    after = _model_state(model)
+    after = model_state(model)
     if before is None:
         report.add(Check.MODEL_UNCHANGED, label, Status.SKIP, "black-box model: no module state")
     else:
@@ -425,7 +419,7 @@ def _check_not_applicable(report, reg, spec, pool):
         report.add(Check.NOT_APPLICABLE, "-", Status.SKIP, "applies to every model checked")
         return
     model = others[0]
-    raw = _raw_inputs(model, 1)[0]
+    raw = raw_inputs(model, 1)[0]
     try:
         _run(reg, spec, model, [model.prepare(raw, index=0)], 0, _cheap_params(spec))
         report.add(Check.NOT_APPLICABLE, model.name, Status.FAIL, "ran on a model it declares unsupported")
@@ -449,89 +443,3 @@ def _cheap_params(spec) -> dict:
     return out
 
 
-# -- models and inputs ----------------------------------------------------------------------------
-def _model_pool(models) -> list:
-    """[(model, raw_inputs)] for the harness."""
-    from explainkit.models.adapter import ModelAdapter
-
-    if models is None:
-        from explainkit.models import zoo
-        models = zoo._loadable_sample_names()     # optional families need their packages
-        pool = [(m, _raw_inputs(m, N_SAMPLES)) for m in (zoo.load_sample(n) for n in models)]
-        tab = [m for m, _ in pool if m.modality is Modality.TABULAR and m.classes]
-        if tab:
-            box = _black_box(tab[0])
-            pool.append((box, _raw_inputs(tab[0], N_SAMPLES)))
-        return pool
-    pool = []
-    for item in models:
-        if isinstance(item, tuple):
-            model, raws = item
-            pool.append((model, list(raws)[:N_SAMPLES]))
-            continue
-        if isinstance(item, str):
-            from explainkit.models.zoo import load_sample
-            item = load_sample(item)
-        if not isinstance(item, ModelAdapter):
-            raise ModelError(f"check_explainer got a {type(item).__name__} in models.",
-                             "pass sample-model names, wrapped models, or (model, raw_inputs) pairs.")
-        pool.append((item, _raw_inputs(item, N_SAMPLES)))
-    return pool
-
-
-def _black_box(model):
-    """A predict-only copy of a tabular classifier (no gradients, no module)."""
-    from explainkit.models.blackbox import FunctionModel
-
-    return FunctionModel(lambda rows: model.predict(list(rows)), modality=model.modality, task=model.task,
-                         classes=model.classes, feature_names=model.feature_names,
-                         name=f"{model.name} (black box)")
-
-
-def _raw_inputs(model, n) -> list:
-    """The first n shipped held-out inputs for the model's family, else small synthetic ones."""
-    from explainkit.data.datasets import sample_data
-
-    try:
-        data = sample_data(model.config.get("family") or model.name)
-        if data.modality is model.modality:
-            return [data[i][0] for i in range(min(n, len(data)))]
-    except (UnknownNameError, ExplainKitError):
-        pass
-    rng = np.random.default_rng(0)
-    if model.modality is Modality.IMAGE:
-        c, h, w = model.input_shape or (1, 28, 28)
-        shape = (h, w) if c == 1 else (h, w, c)
-        return [rng.integers(0, 256, size=shape, dtype=np.uint8) for _ in range(n)]
-    if model.modality is Modality.TEXT:
-        vocab = [w for w in getattr(model.tokenizer, "vocab", [])[2:40] if w.isalpha()] or ["good", "bad", "film"]
-        return [" ".join(rng.choice(vocab, size=6)) for _ in range(n)]
-    f = len(model.feature_names)
-    mean = np.asarray(model.standardize["mean"]) if model.standardize else np.zeros(f)
-    return [mean + rng.normal(size=f) for _ in range(n)]
-
-
-def _model_state(model):
-    """A comparable snapshot: weights, train flags, hooks, requires_grad, param grads (None: no module)."""
-    module = getattr(model, "module", None)
-    if module is None:
-        return None
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        t = v.detach().cpu().contiguous()
-        h.update(k.encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    mods = list(module.modules())
-    params = list(module.parameters())
-    g = torch.nn.modules.module
-    return {"weights": h.hexdigest(),
-            "train/eval flag": tuple(m.training for m in mods),
-            "module hooks": tuple(len(getattr(m, d, {}) or {}) for m in mods for d in _HOOK_DICTS),
-            "global hooks": tuple(len(getattr(g, d, {}) or {}) for d in _GLOBAL_HOOKS),
-            "tensor hooks": tuple(len(p._backward_hooks or {}) for p in params),
-            "requires_grad": tuple(p.requires_grad for p in params),
-            "grads": tuple(p.grad is not None for p in params)}

@@ -1,4 +1,7 @@
-"""The plugin contract: declarations (``ExplainerSpec``, ``Param``), the ``Explainer`` base, and discovery.
+"""The plugin registry: entry-point discovery, the entries (ok or broken), and loading an implementation.
+
+The declaration types (``ExplainerSpec``, ``Param``, ``Explainer``) live in :mod:`explainkit.plugins.spec`
+and are re-exported here.
 
 A plugin distribution registers each explainer under the entry-point group ``explainkit.explainers``;
 the entry point names an ``ExplainerSpec`` object in a module that is cheap to import. The spec's
@@ -7,18 +10,24 @@ are found exactly the same way.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import re
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from explainkit.enums import Capability, Modality, ResultKind, Task, caller_location
-from explainkit.errors import ExplainKitError, ParameterError, PluginError, UnknownNameError
+from explainkit.errors import ExplainKitError, PluginError, UnknownNameError
+from explainkit.plugins.spec import (  # noqa: F401
+    _TYPES,
+    ENV_DEBUG,
+    RESERVED_PARAMS,
+    STRIKES,
+    Explainer,
+    ExplainerSpec,
+    Param,
+    debug,
+    deferred_validation,
+)
 
 __all__ = ["Param", "ExplainerSpec", "Explainer", "Registry", "registry", "ENTRY_POINT_GROUP",
            "BUILTIN_DISTRIBUTION"]
@@ -27,249 +36,6 @@ ENTRY_POINT_GROUP = "explainkit.explainers"
 BUILTIN_DISTRIBUTION = "explainkit-builtins"
 ENV_NO_AUTOLOAD = "EXPLAINKIT_DISABLE_PLUGIN_AUTOLOAD"   # "1": load only the built-in distribution
 ENV_BLOCK = "EXPLAINKIT_BLOCK_PLUGINS"                    # comma-separated explainer or distribution names
-ENV_DEBUG = "EXPLAINKIT_DEBUG"                            # "1": keep a plugin's original exception as __cause__
-# keyword names explainkit.explain() and Explainer.explain() use themselves
-RESERVED_PARAMS = frozenset({"seed", "method", "target", "targets", "model", "samples", "x", "reg"})
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "choice": str}
-STRIKES = 2      # consecutive raising runs on valid input that mark an explainer broken
-_DEFER = [0]     # > 0 while discovery imports declarations: an invalid spec is recorded, not raised
-
-
-@contextlib.contextmanager
-def deferred_validation():
-    """While declarations are read, an invalid Param/ExplainerSpec records its problem instead of raising,
-    so one bad spec cannot take down the other specs of the same module (each is judged on its own)."""
-    _DEFER[0] += 1
-    try:
-        yield
-    finally:
-        _DEFER[0] -= 1
-
-
-def debug() -> bool:
-    return os.environ.get(ENV_DEBUG, "").strip() not in ("", "0", "false")
-
-
-def _fail(obj, error: PluginError) -> None:
-    """Raise an invalid declaration's error, or record it on the object while discovery defers."""
-    if "(declared at" not in error.problem:
-        error = PluginError(f"{error.problem} (declared at {caller_location(('registry.py',))})", error.fix)
-    if _DEFER[0]:
-        object.__setattr__(obj, "_problem", error)
-        return
-    raise error
-
-
-@dataclass(frozen=True)
-class Param:
-    """One explainer parameter: its type, default, allowed range or choices, and help text."""
-
-    name: str
-    type: str
-    default: Any
-    help: str = ""
-    min: float | None = None
-    max: float | None = None
-    choices: tuple | None = None
-
-    def __post_init__(self):
-        if self.choices is not None:
-            object.__setattr__(self, "choices", tuple(self.choices))
-        if self.type not in _TYPES:
-            return _fail(self, PluginError(f"Parameter {self.name!r} has unknown type {self.type!r}.",
-                                           f"use one of {sorted(_TYPES)}."))
-        if self.type == "choice" and not self.choices:
-            return _fail(self, PluginError(f"Choice parameter {self.name!r} declares no choices.",
-                                           "set choices=(...)."))
-
-    def validate(self, value, owner: str = "explainer"):
-        """Coerce (strings from the CLI too) and check the range; raise ParameterError with the fix."""
-        where = f"Parameter {self.name!r} of {owner}"
-        want = _TYPES[self.type]
-        if isinstance(value, str) and self.type != "str" and self.type != "choice":
-            try:
-                value = {"true": True, "false": False, "1": True, "0": False}[value.lower()] \
-                    if self.type == "bool" else want(value)
-            except (KeyError, ValueError):
-                raise ParameterError(f"{where} must be {self.type}; got {value!r}.", self._fix()) from None
-        if self.type == "bool":
-            if not isinstance(value, (bool, np.bool_)):
-                raise ParameterError(f"{where} must be true or false; got {value!r}.", self._fix())
-            return bool(value)
-        if self.type == "int":
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
-                    isinstance(value, float) and value.is_integer()):
-                raise ParameterError(f"{where} must be an integer; got {value!r}.", self._fix())
-            value = int(value)
-        elif self.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ParameterError(f"{where} must be a number; got {value!r}.", self._fix())
-            value = float(value)
-            if not np.isfinite(value):
-                raise ParameterError(f"{where} must be finite; got {value!r}.", self._fix())
-        elif not isinstance(value, str):
-            raise ParameterError(f"{where} must be a string; got {value!r}.", self._fix())
-        if self.choices is not None and value not in self.choices:
-            raise ParameterError(f"{where} must be one of {list(self.choices)}; got {value!r}.", self._fix())
-        if self.min is not None and value < self.min or self.max is not None and value > self.max:
-            raise ParameterError(f"{where} is {value!r}, outside [{self.min}, {self.max}].", self._fix())
-        return value
-
-    def _fix(self) -> str:
-        rng = f" in [{self.min}, {self.max}]" if self.min is not None or self.max is not None else ""
-        ch = f" one of {list(self.choices)}" if self.choices else ""
-        return f"pass a {self.type}{rng}{ch} (default {self.default!r}). {self.help}".strip()
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "default": self.default, "help": self.help,
-                "min": self.min, "max": self.max, "choices": list(self.choices) if self.choices else None}
-
-
-@dataclass(frozen=True)
-class ExplainerSpec:
-    """An explainer's declaration: readable without importing its algorithm or heavy dependencies."""
-
-    name: str
-    title: str
-    description: str
-    impl: str
-    modalities: frozenset = frozenset(Modality)
-    tasks: frozenset = frozenset(Task)
-    requires: frozenset = frozenset({Capability.PREDICT})
-    params: tuple = ()
-    result: ResultKind = ResultKind.ATTRIBUTION
-    reference: str = ""
-    stochastic: bool = False
-    view: str | None = None          # "module:Class" of a custom dashboard view for a new result kind
-    distribution: str | None = field(default=None, compare=False)
-    version: str | None = field(default=None, compare=False)
-    # True: sum(scores) + base_value == f(x) for the target output (completeness); checked by check_explainer
-    additive: bool = False
-
-    def __post_init__(self):
-        try:
-            self._validate()
-        except PluginError as e:
-            _fail(self, e)
-
-    @property
-    def problem(self) -> "PluginError | None":
-        """The declaration's error, when it was built while discovery deferred validation."""
-        return getattr(self, "_problem", None)
-
-    def _validate(self):
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise PluginError(f"Explainer name {self.name!r} is not snake_case.",
-                              "use lower-case letters, digits and underscores, starting with a letter.")
-        if not isinstance(self.impl, str) or ":" not in self.impl:
-            raise PluginError(f"Explainer {self.name!r}: impl {self.impl!r} is not 'package.module:Class'.",
-                              "point impl at the implementation class as 'package.module:Class'.")
-        try:
-            object.__setattr__(self, "modalities", frozenset(Modality.parse(m) for m in self.modalities))
-            object.__setattr__(self, "tasks", frozenset(Task.parse(t) for t in self.tasks))
-            object.__setattr__(self, "requires", frozenset(Capability.parse(c) for c in self.requires))
-            object.__setattr__(self, "result", ResultKind.parse(self.result))
-        except UnknownNameError as e:
-            raise PluginError(f"Explainer {self.name!r} declares {e.problem}", e.fix) from None
-        if not self.modalities or not self.tasks:
-            raise PluginError(f"Explainer {self.name!r} declares no modality or no task.",
-                              "set modalities=... and tasks=....")
-        params = tuple(self.params)
-        if not all(isinstance(p, Param) for p in params):
-            raise PluginError(f"Explainer {self.name!r}: params must be Param objects.", "use explainkit.Param(...).")
-        for p in params:
-            if getattr(p, "_problem", None) is not None:
-                raise PluginError(f"Explainer {self.name!r}: {p._problem.problem}", p._problem.fix)
-        names = [p.name for p in params]
-        clash = sorted(set(names) & RESERVED_PARAMS)
-        if len(set(names)) != len(names) or clash:
-            raise PluginError(f"Explainer {self.name!r}: duplicate or reserved parameter name in {names}.",
-                              f"give each parameter a unique name, none of {sorted(RESERVED_PARAMS)} "
-                              "(explainkit passes those itself).")
-        for p in params:
-            try:
-                p.validate(p.default, self.name)
-            except ParameterError as e:
-                raise PluginError(f"Explainer {self.name!r}: the default of {p.name!r} is invalid: {e.problem}",
-                                  "make the default satisfy the declared type and range.") from None
-        object.__setattr__(self, "params", params)
-
-    def __repr__(self) -> str:
-        return f"<ExplainerSpec {self.name} {sorted(m.value for m in self.modalities)}>"
-
-    @property
-    def summary(self) -> str:
-        """The description's first sentence (UI help)."""
-        return self.description.split(". ")[0].rstrip(".") + "."
-
-    def why_not(self, model) -> str | None:
-        """None if this explainer applies to the model, else the reason (set logic on declarations)."""
-        if model.modality not in self.modalities:
-            return (f"{self.name} supports {', '.join(sorted(m.value for m in self.modalities))} models; "
-                    f"this model is {model.modality.value}.")
-        if model.task not in self.tasks:
-            return (f"{self.name} supports {', '.join(sorted(t.value for t in self.tasks))}; "
-                    f"this model does {model.task.value}.")
-        missing = self.requires - set(model.capabilities)
-        if missing:
-            return (f"{self.name} requires {', '.join(sorted(c.value for c in missing))}, which this model "
-                    f"({type(model).__name__}) does not provide.")
-        return None
-
-    def applies_to(self, model) -> bool:
-        return self.why_not(model) is None
-
-    def defaults(self) -> dict:
-        return {p.name: p.default for p in self.params}
-
-    def validate_params(self, params: dict) -> dict:
-        """Full parameter dict: defaults filled in, values coerced and range-checked."""
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ParameterError(f"{self.name} has no parameter(s) {unknown}.",
-                                 f"valid parameters: {sorted(known) or 'none'}.")
-        return {n: p.validate(params.get(n, p.default), self.name) for n, p in known.items()}
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "description": self.description,
-                "reference": self.reference, "modalities": sorted(m.value for m in self.modalities),
-                "tasks": sorted(t.value for t in self.tasks), "requires": sorted(c.value for c in self.requires),
-                "params": [p.to_dict() for p in self.params], "result": self.result.value,
-                "stochastic": self.stochastic, "additive": self.additive, "distribution": self.distribution,
-                "version": self.version}
-
-    def to_json(self) -> dict:
-        """Everything needed to rebuild the declaration (the discovery cache)."""
-        return {"name": self.name, "title": self.title, "description": self.description, "impl": self.impl,
-                "modalities": sorted(m.value for m in self.modalities),
-                "tasks": sorted(t.value for t in self.tasks), "requires": sorted(c.value for c in self.requires),
-                "params": [p.to_dict() for p in self.params], "result": self.result.value,
-                "reference": self.reference, "stochastic": self.stochastic, "view": self.view,
-                "additive": self.additive}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "ExplainerSpec":
-        d = dict(d)
-        d["params"] = tuple(Param(**p) for p in d.get("params", ()))
-        return cls(**d)
-
-
-class Explainer:
-    """Base class of explainer implementations.
-
-    Subclasses implement ``explain(self, model, samples, targets, *, seed, **params)``, where the
-    keyword parameters are exactly the declared ``Param`` names (already validated), ``samples`` is a
-    list of :class:`~explainkit.Sample` and ``targets`` a list of ints (one per sample; 0 for
-    regression). Return one :class:`~explainkit.Explanation` per sample, built with
-    ``Explanation.from_sample(sample, scores, ...)``; explainkit fills in the rest.
-    """
-
-    spec: ExplainerSpec | None = None
-
-    def explain(self, model, samples, targets, *, seed: int = 0, **params):
-        raise NotImplementedError
 
 
 @dataclass

@@ -1,0 +1,108 @@
+"""The models and inputs the conformance harness runs an explainer on, and the model-state snapshot
+that shows whether an explainer left the model as it found it."""
+from __future__ import annotations
+
+import numpy as np
+
+from explainkit.enums import Modality
+from explainkit.errors import ExplainKitError, ModelError, UnknownNameError
+
+__all__ = ["model_pool", "black_box", "raw_inputs", "model_state", "N_SAMPLES"]
+
+N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_state_dict_hooks", "_load_state_dict_pre_hooks")
+
+
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+def model_pool(models) -> list:
+    """[(model, raw_inputs)] for the harness."""
+    from explainkit.models.adapter import ModelAdapter
+
+    if models is None:
+        from explainkit.models import zoo
+        models = zoo._loadable_sample_names()     # optional families need their packages
+        pool = [(m, raw_inputs(m, N_SAMPLES)) for m in (zoo.load_sample(n) for n in models)]
+        tab = [m for m, _ in pool if m.modality is Modality.TABULAR and m.classes]
+        if tab:
+            box = black_box(tab[0])
+            pool.append((box, raw_inputs(tab[0], N_SAMPLES)))
+        return pool
+    pool = []
+    for item in models:
+        if isinstance(item, tuple):
+            model, raws = item
+            pool.append((model, list(raws)[:N_SAMPLES]))
+            continue
+        if isinstance(item, str):
+            from explainkit.models.zoo import load_sample
+            item = load_sample(item)
+        if not isinstance(item, ModelAdapter):
+            raise ModelError(f"check_explainer got a {type(item).__name__} in models.",
+                             "pass sample-model names, wrapped models, or (model, raw_inputs) pairs.")
+        pool.append((item, raw_inputs(item, N_SAMPLES)))
+    return pool
+
+
+def black_box(model):
+    """A predict-only copy of a tabular classifier (no gradients, no module)."""
+    from explainkit.models.blackbox import FunctionModel
+
+    return FunctionModel(lambda rows: model.predict(list(rows)), modality=model.modality, task=model.task,
+                         classes=model.classes, feature_names=model.feature_names,
+                         name=f"{model.name} (black box)")
+
+
+def raw_inputs(model, n) -> list:
+    """The first n shipped held-out inputs for the model's family, else small synthetic ones."""
+    from explainkit.data.datasets import sample_data
+
+    try:
+        data = sample_data(model.config.get("family") or model.name)
+        if data.modality is model.modality:
+            return [data[i][0] for i in range(min(n, len(data)))]
+    except (UnknownNameError, ExplainKitError):
+        pass
+    rng = np.random.default_rng(0)
+    if model.modality is Modality.IMAGE:
+        c, h, w = model.input_shape or (1, 28, 28)
+        shape = (h, w) if c == 1 else (h, w, c)
+        return [rng.integers(0, 256, size=shape, dtype=np.uint8) for _ in range(n)]
+    if model.modality is Modality.TEXT:
+        vocab = [w for w in getattr(model.tokenizer, "vocab", [])[2:40] if w.isalpha()] or ["good", "bad", "film"]
+        return [" ".join(rng.choice(vocab, size=6)) for _ in range(n)]
+    f = len(model.feature_names)
+    mean = np.asarray(model.standardize["mean"]) if model.standardize else np.zeros(f)
+    return [mean + rng.normal(size=f) for _ in range(n)]
+
+
+def model_state(model):
+    """A comparable snapshot: weights, train flags, hooks, requires_grad, param grads (None: no module)."""
+    module = getattr(model, "module", None)
+    if module is None:
+        return None
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    mods = list(module.modules())
+    params = list(module.parameters())
+    g = torch.nn.modules.module
+    return {"weights": h.hexdigest(),
+            "train/eval flag": tuple(m.training for m in mods),
+            "module hooks": tuple(len(getattr(m, d, {}) or {}) for m in mods for d in _HOOK_DICTS),
+            "global hooks": tuple(len(getattr(g, d, {}) or {}) for d in _GLOBAL_HOOKS),
+            "tensor hooks": tuple(len(p._backward_hooks or {}) for p in params),
+            "requires_grad": tuple(p.requires_grad for p in params),
+            "grads": tuple(p.grad is not None for p in params)}
+
