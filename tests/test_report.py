@@ -113,22 +113,24 @@ def test_rerun_is_cached_and_identical_and_corruption_is_recomputed(image_report
 
 
 def test_selection_rules(mnist_cnn, load_data, tmp_path):
-    from explainkit.reports.report import _predict_all, _select
+    from explainkit.reports.report import _select
 
     data = load_data("mnist-cnn").subset(range(300))
-    out = _predict_all(mnist_cnn, data)
-    wrong, rule = _select("misclassified", mnist_cnn, out, data.labels, None)
+    out = np.concatenate([mnist_cnn.predict([data.raws[j] for j in range(i, min(i + 100, len(data)))])
+                          for i in range(0, len(data), 100)])
+    wrong, rule, wrong_out = _select("misclassified", mnist_cnn, data, None)
     np.testing.assert_array_equal(wrong, np.flatnonzero(out.argmax(1) != data.labels))
+    np.testing.assert_allclose(wrong_out, out[wrong], rtol=1e-5, atol=1e-6)    # outputs of the chosen rows only
     assert rule == "misclassified"
-    low, _ = _select("low-confidence", mnist_cnn, out, data.labels, 3)
-    assert len(low) <= 3 and (out[low].max(1) < 0.7).all()
-    assert list(_select([0, 1, 2, 3, 7], mnist_cnn, out, data.labels, None)[0]) == [0, 1, 2, 3, 7]
+    low, _, low_out = _select("low-confidence", mnist_cnn, data, 3)
+    assert len(low) <= 3 and (out[low].max(1) < 0.7).all() and len(low_out) == len(low)
+    assert list(_select([0, 1, 2, 3, 7], mnist_cnn, data, None)[0]) == [0, 1, 2, 3, 7]
     for bad, match in (("worst", "Unknown selection .* list of indices"), ([5, 900], "out of range"),
                        ("0-3", "Unknown selection"), ([1.5, "x"], "sequence of indices")):
         with pytest.raises(ExplainKitError, match=match):
-            _select(bad, mnist_cnn, out, data.labels, None)
+            _select(bad, mnist_cnn, data, None)
     with pytest.raises(ExplainKitError, match="positive integer"):
-        _select("all", mnist_cnn, out, data.labels, 0)
+        _select("all", mnist_cnn, data, 0)
     with pytest.raises(ExplainKitError, match="does not apply"):
         explainkit.report(mnist_cnn, data, methods=["attention"], out=tmp_path / "x.html", progress=False)
     with pytest.raises(ExplainKitError, match="no parameter"):

@@ -25,6 +25,13 @@ def _model_arg(p):
                    help="sample:NAME (see 'explainkit models list') or a checkpoint directory")
 
 
+def _containment_args(p):
+    p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="explainer parameter, e.g. occlusion.window=4 (repeatable)")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even if some entries failed (default: exit 3 after writing everything)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="explainkit", description="Interpret neural networks: explain, audit, report.")
     ap.add_argument("--version", action="version", version=f"explainkit {_version()}")
@@ -78,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="dask scheduler address tcp://HOST:PORT")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--quality", action="store_true", help="add trust metrics per method and sample")
+    _containment_args(p)
 
     p = sub.add_parser("evaluate", help="trust metrics (deletion/insertion AUC, sanity, stability)")
     _model_arg(p)
@@ -86,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON file to write")
+    _containment_args(p)
 
     p = sub.add_parser("app", help="serve the dashboard as a standalone app (Voila) on 127.0.0.1")
     _model_arg(p)

@@ -2,45 +2,70 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from explainkit.atomic import atomic_write
-from explainkit.cli.specs import parse_methods, parse_selection, resolve_data, resolve_model
+from explainkit.cli.specs import parse_method_params, parse_methods, parse_selection, resolve_data, resolve_model
 
-__all__ = ["cli_report", "cli_evaluate"]
+__all__ = ["cli_report", "cli_evaluate", "FAILURES_RC"]
+
+FAILURES_RC = 3       # everything was written, but some entries failed (0 with --allow-failures)
+
+
+def _failures_rc(failures: dict, allow: bool) -> int:
+    n = sum(len(f) for f in failures.values())
+    if not n:
+        return 0
+    for method, f in failures.items():
+        first = next(iter(f.items()))
+        print(f"explainkit: {method} failed on {len(f)} sample(s), e.g. #{first[0]}: {first[1]}", file=sys.stderr)
+    if allow:
+        return 0
+    print(f"explainkit: {n} entries failed (exit {FAILURES_RC}); re-run to retry only those, or pass "
+          "--allow-failures to exit 0.", file=sys.stderr)
+    return FAILURES_RC
 
 
 def cli_report(args) -> int:
     """`explainkit report`: write the HTML report, the .npz attributions and the JSON index."""
     from explainkit.reports.report import report
+    from explainkit.reports.result import check_writable
 
+    check_writable(args.out)                 # before any work: an unwritable --out is one clear error
     model = resolve_model(args.model)
     data = resolve_data(args.data, model)
-    rep = report(model, data, methods=parse_methods(args.methods), select=parse_selection(args.select),
-                 limit=args.limit,
+    select = parse_selection(args.select, n=len(data))
+    methods = parse_method_params(getattr(args, "param", []), parse_methods(args.methods), model)
+    rep = report(model, data, methods=methods, select=select, limit=args.limit,
                  seed=args.seed, out=args.out, workers=args.workers, executor=args.executor, address=args.address,
                  cache_dir=args.cache_dir, quality=args.quality)
     c, t = rep.index["counts"], rep.index["timings"]
     print(f"{rep!r}")
     print(f"explanations: {c['explanations']} ({c['computed']} computed, {c['cached']} from cache"
           + (f", {c['corrupt_recomputed']} corrupt entries recomputed" if c["corrupt_recomputed"] else "")
+          + (f", {c['failed']} failed" if c.get("failed") else "")
           + f") in {t['total_s']:.1f}s")
     for kind, name in rep.index["files"].items():
         print(f"wrote {kind}: {rep.path.parent / name}")
-    return 0
+    return _failures_rc(rep.index.get("failures") or {}, getattr(args, "allow_failures", False))
 
 
 def cli_evaluate(args) -> int:
     """``explainkit evaluate``: print the per-method table and optionally write JSON."""
+    from explainkit.reports.result import check_writable
     from explainkit.trust.quality import evaluate
 
+    if args.out:
+        check_writable(args.out, suffix=None)
     model = resolve_model(args.model)
     data = resolve_data(args.data, model)
-    methods = [name for name, _ in parse_methods(args.methods)]
-    ev = evaluate(model, data, methods, limit=args.limit, seed=args.seed)
+    runs = parse_method_params(getattr(args, "param", []), parse_methods(args.methods), model)
+    ev = evaluate(model, data, [name for name, _ in runs], limit=args.limit, seed=args.seed,
+                  params={name: p for name, p in runs})
     print(f"{model.name}: {ev.n_samples} samples, seed {args.seed}")
     print(ev.table())
     if args.out:
-        atomic_write(Path(args.out), json.dumps(ev.to_dict()))
+        atomic_write(Path(args.out), json.dumps({**ev.to_dict(), "failures": ev.failures}))
         print(f"wrote {args.out}")
-    return 0
+    return _failures_rc(ev.failures, getattr(args, "allow_failures", False))

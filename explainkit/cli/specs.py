@@ -10,7 +10,8 @@ from pathlib import Path
 
 from explainkit.errors import DataError, ParameterError, UnknownNameError
 
-__all__ = ["resolve_model", "resolve_data", "check_specs", "parse_params", "parse_methods", "parse_selection"]
+__all__ = ["resolve_model", "resolve_data", "check_specs", "parse_params", "parse_methods", "parse_selection",
+           "parse_method_params"]
 
 SAMPLE_PREFIX = "sample:"
 SAMPLE_DATA = "sample"
@@ -104,6 +105,33 @@ def parse_methods(text: str) -> list[tuple[str, dict]]:
     return runs
 
 
+def parse_method_params(pairs, runs: list[tuple[str, dict]], model=None, registry=None) -> list[tuple[str, dict]]:
+    """``--param METHOD.KEY=VALUE`` (repeatable) merged into ``parse_methods``' list; each value is coerced
+    by that explainer's declaration, and an unknown METHOD or KEY is one ParameterError."""
+    from explainkit.plugins.registry import registry as default_registry
+
+    names = [name for name, _ in runs]
+    merged = {name: dict(params) for name, params in runs}
+    for p in pairs or []:
+        head, eq, value = str(p).partition("=")
+        method, dot, key = head.strip().partition(".")
+        if not eq or not dot or not method or not key.strip():
+            raise ParameterError(f"--param {p!r} is not METHOD.KEY=VALUE.", "write --param occlusion.window=4.")
+        if method not in merged:
+            raise ParameterError(f"--param {p!r} names method {method!r}, which is not in --methods.",
+                                 f"use one of: {', '.join(names)} (or add {method} to --methods).")
+        merged[method][key.strip()] = value.strip()
+    reg = registry or default_registry()
+    out = []
+    for name in names:
+        entry = reg.entries.get(name)
+        if entry is None or entry.spec is None:
+            entry = reg.get(name, model)          # the one clear error for an unknown or unloadable name
+        spec_params = entry.spec.validate_params(merged[name])      # coerces; names an unknown KEY
+        out.append((name, {k: spec_params[k] for k in merged[name]}))
+    return out
+
+
 _INDICES = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 MAX_SELECTION = 1_000_000        # indices one --select may name (checked before any list is built)
 
@@ -121,12 +149,14 @@ def parse_selection(text: str, n: int | None = None):
         lo, hi = int(a), int(b or a)
         if hi < lo:
             raise ParameterError(f"--select range {part!r} runs backwards.", f"write {hi}-{lo}.")
-        if n is not None and hi >= n:
-            raise ParameterError(f"--select {part!r} goes past the data's {n} samples.",
-                                 f"pass indices in 0..{n - 1}.")
         ranges.append((lo, hi))
     total = sum(hi - lo + 1 for lo, hi in ranges)
     if total > MAX_SELECTION:
         raise ParameterError(f"--select names {total:,} indices, over the limit of {MAX_SELECTION:,}.",
                              "select fewer samples, or use --select all with --limit.")
+    past = [(lo, hi) for lo, hi in ranges if n is not None and hi >= n]
+    if past:
+        lo, hi = past[0]
+        raise ParameterError(f"--select {lo if lo == hi else f'{lo}-{hi}'!r} goes past the data's {n} samples.",
+                             f"pass indices in 0..{n - 1}.")
     return [i for lo, hi in ranges for i in range(lo, hi + 1)]

@@ -34,32 +34,45 @@ def _load(cache, key, model, data, index, run, view):
     return exp
 
 
-def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap):
+def _failed(failures, name, idx) -> str | None:
+    return (failures or {}).get(name, {}).get(str(int(idx)))
+
+
+def _nan_row(model, data, idx) -> np.ndarray:
+    """A failed entry's row in the .npz: NaN in the shape a successful one would have."""
+    s = model.prepare(data.raws[int(idx)], None, int(idx))
+    shape = s.image.shape[:2] if model.modality is Modality.IMAGE and s.image is not None else (int(s.n_units),)
+    return np.full(shape, np.nan, dtype=np.float32)
+
+
+def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap, failures=None):
     from explainkit.reports.stats import Agreement, Importance
 
     imp = {r.name: Importance(model.modality) for r in runs}
     agree = Agreement([r.name for r in runs])
     offsets = {r.name: [0] for r in runs}
+    base = {r.name: [] for r in runs}
     fragments = {}                     # the first `cap` samples' explanations, so sections need not re-read them
     for pos, idx in enumerate(indices):
-        exps = [_load(cache, keys[m][pos], model, data, idx, r, view) for m, r in enumerate(runs)]
+        exps = [None if _failed(failures, r.name, idx) else _load(cache, keys[m][pos], model, data, idx, r, view)
+                for m, r in enumerate(runs)]
         if pos < cap:
-            fragments.update({(pos, r.name): e for r, e in zip(runs, exps)})
+            fragments.update({(pos, r.name): e for r, e in zip(runs, exps) if e is not None})
         for r, e in zip(runs, exps):
-            imp[r.name].add(e)
-            s = np.asarray(e.scores, dtype=np.float32)
+            if e is not None:
+                imp[r.name].add(e)
+            s = _nan_row(model, data, idx) if e is None else np.asarray(e.scores, dtype=np.float32)
             if model.modality is Modality.TEXT:
                 npz.extend(f"{r.name}.scores", s)
                 offsets[r.name].append(offsets[r.name][-1] + len(s))
             else:
                 npz.append(f"{r.name}.scores", s)
-            if e.base_value is not None:
-                npz.append(f"{r.name}.base_value", np.float64(e.base_value))
+            base[r.name].append(None if e is None else e.base_value)
         agree.add(exps)
-    return imp, agree, offsets, fragments
+    return imp, agree, offsets, fragments, base
 
 
-def _quality(runs, keys, indices, cache, model, data, view, limit):
+def _quality(runs, keys, indices, cache, model, data, view, limit, failures=None):
     """Per-method mean trust metrics and per-sample badges, if explainkit.quality is available."""
     try:
         from explainkit.trust.quality import assess
@@ -69,6 +82,8 @@ def _quality(runs, keys, indices, cache, model, data, view, limit):
     for m, r in enumerate(runs):
         vals: dict[str, list] = {}
         for pos in range(min(limit, len(indices))):
+            if _failed(failures, r.name, indices[pos]):
+                continue
             exp = _load(cache, keys[m][pos], model, data, indices[pos], r, view)
             try:
                 q = assess(exp, model, seed=r.seed)
@@ -129,7 +144,7 @@ def _prediction_view(model, output, label) -> dict:
                       for k in order]}
 
 
-def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badges, fragments):
+def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badges, fragments, failures=None):
     """Per-sample sections, generated one at a time while the template streams to disk.
 
     Every fragment is rendered here, from the explanation's scores and metadata, through the autoescaped
@@ -144,17 +159,24 @@ def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badge
         label = None if data.labels is None else data.labels[idx].item()
         views = []
         for m, r in enumerate(runs):
+            why = _failed(failures, r.name, idx)
+            if why:                                 # escaped by Markup.format: the reason is data
+                views.append({"method": r.name, "badge": None, "html": Markup(
+                    '<div class="ek-failed" style="color:#a00;padding:8px">failed: {}</div>').format(why)})
+                continue
             exp = fragments.pop((pos, r.name), None)
             if exp is None:
                 exp = _load(cache, keys[m][pos], model, data, idx, r, view)
             html = render.to_html(exp, view=view, css=False)      # autoescaped: our markup, escaped data
             views.append({"method": r.name, "html": Markup(html), "badge": badges.get((pos, r.name))})
         yield {"pos": pos, "index": idx, "input": _input_view(model, data, idx),
-               "prediction": _prediction_view(model, outputs[idx], label), "views": views}
+               "prediction": _prediction_view(model, outputs[pos], label), "views": views}
 
 
 def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out: Path, view, max_sections, quality,
-          timings, counts, t_start, executor):
+          timings, counts, t_start, executor, failures=None):
+    """``outputs``: the model's outputs for the selected rows, aligned with ``indices``. ``failures``:
+    {method: {str(sample index): reason}}; those entries get NaN rows and a 'failed: reason' section."""
     from explainkit.atomic import atomic_open
     from explainkit.reports.result import Report, _dump, environment
     from explainkit.reports.stats import NpzStream, prediction_stats
@@ -164,14 +186,17 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
     npz_path, json_path = out.with_suffix(".npz"), out.with_suffix(".json")
     npz = NpzStream(npz_path)
     try:
-        imp, agree, offsets, fragments = _aggregate(runs, keys, indices, cache, model, data, npz, view, max_sections)
-        sel_out = outputs[indices]
+        imp, agree, offsets, fragments, base = _aggregate(runs, keys, indices, cache, model, data, npz, view,
+                                                          max_sections, failures)
+        sel_out = np.asarray(outputs)
         extra = {"indices": np.asarray(indices, dtype=np.int64),
                  "outputs": np.asarray(sel_out, dtype=np.float64)}
         if data.labels is not None:
             extra["labels"] = data.labels[indices]
         if model.modality is Modality.TEXT:
             extra.update({f"{r.name}.offsets": np.asarray(offsets[r.name], dtype=np.int64) for r in runs})
+        extra.update({f"{name}.base_value": np.array([np.nan if b is None else b for b in bs], dtype=np.float64)
+                      for name, bs in base.items() if any(b is not None for b in bs)})
         npz.close(extra)
     except BaseException:
         npz.discard()
@@ -183,7 +208,8 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
     timings["aggregate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    qual, badges = _quality(runs, keys, indices, cache, model, data, view, QUALITY_LIMIT) if quality else (None, {})
+    qual, badges = (_quality(runs, keys, indices, cache, model, data, view, QUALITY_LIMIT, failures) if quality
+                    else (None, {}))
     if quality:
         timings["quality_s"] = time.perf_counter() - t
     card = model.card()
@@ -203,7 +229,8 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
         "executor": executor}
 
     t = time.perf_counter()
-    sections = _sections(runs, keys, indices, cache, model, data, outputs, view, max_sections, badges, fragments)
+    sections = _sections(runs, keys, indices, cache, model, data, outputs, view, max_sections, badges, fragments,
+                         failures)
     # streamed into an exclusively created temp file (mkstemp, beside `out`), fsynced, then os.replace'd
     with atomic_open(out, "w", encoding="utf-8") as f:
         render.template("report.html", search=[TEMPLATES]).stream(**summary, sections=sections).dump(f)
@@ -212,11 +239,12 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
 
     index = {k: summary[k] for k in ("files", "data", "selection", "methods", "versions", "timings", "counts",
                                      "executor", "view")}
-    index.update({"format": "explainkit-report/1", "model": card, "summary": {**stats, "agreement": agree.matrix()
-                  .round(6).tolist(), "agreement_mean": agree.mean()},
+    matrix = [[round(float(v), 6) if np.isfinite(v) else None for v in row] for row in agree.matrix()]
+    index.update({"format": "explainkit-report/1", "model": card, "summary": {**stats, "agreement": matrix,
+                                                                             "agreement_mean": agree.mean()},
                   "arrays": _array_doc(runs, model, data), "cache_dir": str(cache.root.resolve()),
                   "indices": [int(i) for i in indices], "keys": {r.name: keys[m] for m, r in enumerate(runs)},
-                  "sections": min(max_sections, len(indices)), "quality": qual})
+                  "sections": min(max_sections, len(indices)), "quality": qual, "failures": failures or {}})
     _dump(json_path, index)
     summary["agreement_mean"] = agree.mean()
     return Report(out, index, summary)
@@ -230,7 +258,7 @@ def _array_doc(runs, model, data) -> dict:
     if data.labels is not None:
         doc["labels"] = "[n] true labels"
     for r in runs:
-        doc[f"{r.name}.scores"] = units
+        doc[f"{r.name}.scores"] = units + "; a failed entry's row is NaN (see index['failures'])"
         if model.modality is Modality.TEXT:
             doc[f"{r.name}.offsets"] = "[n+1] token offsets into the flat scores"
     return doc

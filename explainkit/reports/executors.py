@@ -13,7 +13,7 @@ from typing import Any, Callable
 from explainkit.enums import _StrEnum
 from explainkit.errors import MissingDependencyError, ParameterError
 
-__all__ = ["Executor", "Item", "Chunk", "compute_chunk", "run_chunks", "PRE_SPAWN_ENV"]
+__all__ = ["Executor", "Item", "Chunk", "Failed", "compute_chunk", "run_chunks", "PRE_SPAWN_ENV", "CONNECT_TIMEOUT_S"]
 
 # environment of Dask worker processes, set before they start: glibc returns freed memory to the OS
 # (bounded worker memory over long runs) and numeric libraries use one thread per worker process
@@ -21,6 +21,7 @@ PRE_SPAWN_ENV = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1, "MKL_NUM
                  "OPENBLAS_NUM_THREADS": 1}
 MAX_POOL_RESTARTS = 3
 DASK_RETRIES = 3
+CONNECT_TIMEOUT_S = 10      # how long `--executor dask --address` waits for the scheduler before one clear error
 
 
 class Executor(_StrEnum):
@@ -47,6 +48,13 @@ class Chunk:
     seed: int
     items: list = field(default_factory=list)
     view: str = "signed"
+    registry: Any = None          # a private Registry (report(registry=...)); None: the process-wide one
+
+
+@dataclass
+class Failed:
+    """An entry whose explainer raised: the reason replaces the packed cache entry (nothing is cached)."""
+    reason: str
 
 
 def _one_thread() -> None:
@@ -58,14 +66,45 @@ def _one_thread() -> None:
         pass
 
 
-def compute_chunk(model, chunk: Chunk) -> list[tuple[str, bytes]]:
-    """Explain a chunk; returns ``(key, packed entry)`` per sample (data only: the report renders HTML)."""
-    from explainkit.plugins.runner import run_explainer
+def compute_chunk(model, chunk: Chunk) -> list[tuple[str, "bytes | Failed"]]:
+    """Explain a chunk; returns ``(key, packed entry)`` per sample (data only: the report renders HTML).
+
+    If the chunk fails, its items are retried one by one, so one bad input fails only its own entry:
+    ``(key, Failed(reason))``. Ctrl-C and worker deaths still propagate."""
     from explainkit.reports.cache import pack
 
-    samples = [model.prepare(it.raw, it.label, it.index) for it in chunk.items]
-    exps = run_explainer(chunk.method, model, samples, seed=chunk.seed, **chunk.params)
-    return [(it.key, pack(exp)) for exp, it in zip(exps, chunk.items)]
+    try:
+        exps = _explain(model, chunk, chunk.items)
+        return [(it.key, pack(exp)) for exp, it in zip(exps, chunk.items)]
+    except Exception as e:  # noqa: BLE001 - a failing explainer fails only its own entries
+        if len(chunk.items) == 1:
+            return [(chunk.items[0].key, Failed(_why(e)))]
+    _forgive(chunk)               # the batch's failure is not held against the items retried alone
+    out = []
+    for it in chunk.items:
+        try:
+            out.append((it.key, pack(_explain(model, chunk, [it])[0])))
+        except Exception as e:  # noqa: BLE001
+            out.append((it.key, Failed(_why(e))))
+    return out
+
+
+def _explain(model, chunk: Chunk, items: list):
+    from explainkit.plugins.runner import run_explainer
+
+    samples = [model.prepare(it.raw, it.label, it.index) for it in items]
+    return run_explainer(chunk.method, model, samples, seed=chunk.seed, reg=chunk.registry, **chunk.params)
+
+
+def _why(e: Exception) -> str:
+    from explainkit.errors import ExplainKitError
+    text = e.problem if isinstance(e, ExplainKitError) else f"{type(e).__name__}: {e}"
+    return " ".join(str(text).split())[:500] or type(e).__name__
+
+
+def _forgive(chunk: Chunk) -> None:
+    from explainkit.plugins.registry import registry
+    (chunk.registry or registry()).succeeded(chunk.method)
 
 
 # -- local process pool --------------------------------------------------------------------------------
@@ -125,7 +164,13 @@ def _client(address, workers):
         raise MissingDependencyError("The dask executor needs dask.distributed.",
                                      "pip install 'explainkit[dask]' (or: pip install dask distributed)") from None
     if address:
-        return Client(address, timeout="30s"), None
+        try:
+            return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s"), None
+        except (OSError, TimeoutError) as e:
+            from explainkit.errors import ExplainKitError
+            raise ExplainKitError(f"Cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s "
+                                  f"({type(e).__name__}).", "start the scheduler (dask scheduler) and check the "
+                                  "address, or drop --address to use a local cluster.") from None
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **PRE_SPAWN_ENV}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         cluster = LocalCluster(n_workers=max(1, int(workers)), threads_per_worker=1, processes=True,

@@ -22,6 +22,7 @@ __all__ = ["report", "Report", "Selection"]
 
 MAX_SECTIONS = 100          # per-sample sections in the HTML (exports and statistics cover every sample)
 BATCH_SIZE = 8              # samples per chunk (a chunk is the unit of work and of persistence)
+PREDICT_BATCH = 256         # rows per prediction batch while selecting
 LOW_CONFIDENCE = 0.7        # 'low-confidence': top-class probability below this
 
 
@@ -48,7 +49,7 @@ class MethodRun:
         return {"explainkit": __version__, "plugin": self.plugin, "plugin_version": self.plugin_version}
 
 
-def _methods(methods, model, seed: int) -> list[MethodRun]:
+def _methods(methods, model, seed: int, reg=None) -> list[MethodRun]:
     """Method names, (name, params) pairs or a {name: params} dict (the CLI parses its own strings)."""
     from explainkit.errors import NotApplicableError
     from explainkit.plugins.registry import registry
@@ -58,7 +59,7 @@ def _methods(methods, model, seed: int) -> list[MethodRun]:
     items = list(methods.items()) if isinstance(methods, dict) else list(methods)
     if not items:
         raise ParameterError("No methods given.", "pass methods=['integrated_gradients', ...].")
-    runs, reg = [], registry()
+    runs, reg = [], reg or registry()
     for item in items:
         if isinstance(item, str):
             name, params = item.strip(), {}
@@ -67,7 +68,9 @@ def _methods(methods, model, seed: int) -> list[MethodRun]:
         else:
             raise ParameterError(f"Method {item!r} is neither a name nor a (name, params) pair.",
                                  "pass methods=['occlusion', ('lime', {'n_samples': 500})].")
-        entry = reg.get(name, model)
+        entry = reg.entries.get(name)
+        if entry is None or entry.spec is None:      # unknown, or a declaration that never loaded
+            entry = reg.get(name, model)
         why = entry.spec.why_not(model)
         if why:
             raise NotApplicableError(f"{name} does not apply to {model.name!r}: {why}",
@@ -79,16 +82,24 @@ def _methods(methods, model, seed: int) -> list[MethodRun]:
     return runs
 
 
-def _predict_all(model, data, batch: int = 256) -> np.ndarray:
-    out = [model.predict([data.raws[j] for j in range(i, min(i + batch, len(data)))])
-           for i in range(0, len(data), batch)]
-    if not out:
-        return np.zeros((0, model.n_outputs)) if model.task is Task.CLASSIFICATION else np.zeros(0)
-    return np.concatenate(out, axis=0)
+def _predict(model, raws) -> np.ndarray:
+    out = model.predict(list(raws))
+    return np.asarray(out, dtype=np.float64)
 
 
-def _select(select, model, outputs, labels, limit) -> tuple[np.ndarray, str]:
-    n = len(outputs)
+def _empty(model) -> np.ndarray:
+    return np.zeros((0, model.n_outputs)) if model.task is Task.CLASSIFICATION else np.zeros(0)
+
+
+def _select(select, model, data, limit) -> tuple[np.ndarray, str, np.ndarray]:
+    """The chosen indices, the rule's name, and the model's outputs for exactly those rows.
+
+    Only what the selection needs is predicted: an index list or 'all' (+ limit) predicts the chosen rows;
+    'misclassified' and 'low-confidence' stream the data in batches and stop once ``limit`` rows are chosen."""
+    n, labels = len(data), data.labels
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or int(limit) < 1):
+        raise ParameterError(f"limit must be a positive integer; got {limit!r}.", "pass --limit 50, say.")
+    cap = n if limit is None else int(limit)
     if not isinstance(select, (str, Selection)):
         try:
             idx = [int(i) for i in select]
@@ -98,35 +109,58 @@ def _select(select, model, outputs, labels, limit) -> tuple[np.ndarray, str]:
         bad = [i for i in idx if not 0 <= i < n]
         if bad:
             raise InputError(f"Index {bad[0]} is out of range for {n} samples.", f"pass indices in 0..{n - 1}.")
-        chosen = np.asarray(idx, dtype=np.int64)
-        rule = f"indices {_ranges(idx)}"
+        chosen, rule = np.asarray(idx[:cap], dtype=np.int64), f"indices {_ranges(idx)}"
     else:
         try:
             rule = Selection.parse(str(select).strip().lower())
         except UnknownNameError:
             raise UnknownNameError(f"Unknown selection {select!r}.", "use all, misclassified, low-confidence, "
                                    "or a list of indices.") from None
+        if rule is Selection.MISCLASSIFIED and labels is None:
+            raise DataError("'misclassified' needs labels, and this data has none.", "use --select all.")
+        if rule is Selection.LOW_CONFIDENCE and model.task is not Task.CLASSIFICATION:
+            raise ParameterError("'low-confidence' needs class probabilities; this is a regression model.",
+                                 "use --select misclassified (large errors) or all.")
         if rule is Selection.ALL:
-            chosen = np.arange(n)
-        elif rule is Selection.MISCLASSIFIED:
-            if labels is None:
-                raise DataError("'misclassified' needs labels, and this data has none.", "use --select all.")
-            if model.task is Task.CLASSIFICATION:
-                chosen = np.flatnonzero(outputs.argmax(axis=1) != labels)
-            else:
-                err = np.abs(outputs - labels.astype(np.float64))
-                chosen = np.flatnonzero(err > err.mean())
+            chosen = np.arange(min(cap, n), dtype=np.int64)
         else:
-            if model.task is not Task.CLASSIFICATION:
-                raise ParameterError("'low-confidence' needs class probabilities; this is a regression model.",
-                                     "use --select misclassified (large errors) or all.")
-            chosen = np.flatnonzero(outputs.max(axis=1) < LOW_CONFIDENCE)
+            return _streamed(rule, model, data, cap)
         rule = rule.value
-    if limit is not None:
-        if isinstance(limit, bool) or int(limit) < 1:
-            raise ParameterError(f"limit must be a positive integer; got {limit!r}.", "pass --limit 50, say.")
-        chosen = chosen[: int(limit)]
-    return chosen, rule
+    outputs = _empty(model)
+    if len(chosen):
+        outputs = np.concatenate([_predict(model, [data.raws[int(j)] for j in chosen[i:i + PREDICT_BATCH]])
+                                  for i in range(0, len(chosen), PREDICT_BATCH)], axis=0)
+    return chosen, rule, outputs
+
+
+def _rows(data, i: int) -> list:
+    return [data.raws[j] for j in range(i, min(i + PREDICT_BATCH, len(data)))]
+
+
+def _streamed(rule, model, data, cap) -> tuple[np.ndarray, str, np.ndarray]:
+    """misclassified / low-confidence: predict in batches, keep the chosen rows, stop at ``cap`` chosen."""
+    n, labels = len(data), data.labels
+    chosen, outs = [], []
+    if rule is Selection.MISCLASSIFIED and model.task is not Task.CLASSIFICATION:
+        # the threshold is the mean absolute error over all the data: it needs every prediction (scalars)
+        errs = []
+        for i in range(0, n, PREDICT_BATCH):
+            y = _predict(model, _rows(data, i))
+            errs.append(np.abs(y - labels[i:i + PREDICT_BATCH].astype(np.float64)))
+            outs.append(y)
+        err, y = (np.concatenate(errs), np.concatenate(outs)) if errs else (np.zeros(0), np.zeros(0))
+        idx = np.flatnonzero(err > err.mean())[:cap] if err.size else np.zeros(0, np.int64)
+        return idx.astype(np.int64), rule.value, y[idx]
+    for i in range(0, n, PREDICT_BATCH):
+        y = _predict(model, _rows(data, i))
+        hit = (y.argmax(axis=1) != labels[i:i + len(y)]) if rule is Selection.MISCLASSIFIED \
+            else (y.max(axis=1) < LOW_CONFIDENCE)
+        for j in np.flatnonzero(hit)[: cap - len(chosen)]:
+            chosen.append(i + int(j))
+            outs.append(y[j])
+        if len(chosen) >= cap:
+            break
+    return np.asarray(chosen, dtype=np.int64), rule.value, np.asarray(outs) if outs else _empty(model)
 
 
 def _ranges(idx: list[int]) -> str:
@@ -140,7 +174,7 @@ def _ranges(idx: list[int]) -> str:
     return ",".join(parts)
 
 
-def _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view):
+def _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view, registry=None):
     from explainkit.reports.executors import Chunk, Item
 
     out = []
@@ -150,7 +184,7 @@ def _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view):
             items = [Item(int(indices[p]), data.raws[int(indices[p])], _label(data, indices[p]), keys[m][p],
                           p < max_sections) for p in range(start, min(start + size, len(indices))) if missing[m][p]]
             if items:
-                out.append(Chunk(run.name, run.params, run.seed, items, view))
+                out.append(Chunk(run.name, run.params, run.seed, items, view, registry))
     return out
 
 
@@ -161,18 +195,20 @@ def _label(data, i):
 def report(model, data=None, methods=("integrated_gradients",), *, select="all", limit=None, seed: int = 0,
            out="report.html", workers: int = 1, executor="local", address=None, cache_dir=None,
            quality: bool = False, view="signed", max_sections: int = MAX_SECTIONS, batch_size: int = BATCH_SIZE,
-           progress: bool = True, on_progress=None, client=None) -> "Report":
+           progress: bool = True, on_progress=None, client=None, registry=None) -> "Report":
     """Explain a selection of samples with several methods and write a self-contained HTML report.
 
     ``model``: a model adapter (``ek.load_sample``, ``ek.load``, ``ek.wrap``). ``data``: a Dataset, or None
     for the model's shipped held-out data. ``methods``: names, (name, params) pairs or a {name: params}
     dict. ``select``: all, misclassified, low-confidence, or a sequence of indices. Cached explanations are
     reused (``cache_dir``, default beside ``out``); ``on_progress(event)`` is called after every finished chunk.
+    ``registry``: a private plugin Registry (default: the process-wide one). An explainer that raises fails
+    only its own entries: the report is written, and ``index["failures"]`` = {method: {sample index: reason}}.
     """
     from explainkit.data import datasets
     from explainkit.models.adapter import ModelAdapter
     from explainkit.reports.cache import Cache, input_hash
-    from explainkit.reports.executors import run_chunks
+    from explainkit.reports.executors import Failed, run_chunks
     from explainkit.views import render
 
     t_start = time.perf_counter()
@@ -182,12 +218,14 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
                              "pass ek.load_sample('mnist-cnn'), ek.load(path) or ek.wrap(module, ...); "
                              "'sample:NAME' specs are for the command line.")
     timings["load_model_s"] = time.perf_counter() - t_start
+    from explainkit.reports.result import check_writable
+    out = check_writable(out)
     view = render.View.parse(view)
     from explainkit.reports.executors import Executor
     Executor.parse(executor)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"workers must be a positive integer; got {workers!r}.", "pass --workers 1 or more.")
-    runs = _methods(methods, model, seed)
+    runs = _methods(methods, model, seed, registry)
     if not isinstance(batch_size, int) or batch_size < 1 or not isinstance(max_sections, int) or max_sections < 0:
         raise ParameterError("batch_size must be >= 1 and max_sections >= 0.", "pass batch_size=8, max_sections=100.")
     t = time.perf_counter()
@@ -201,21 +239,15 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
         raise DataError(f"The data is {data.modality.value} but the model takes {model.modality.value}.",
                         "pass data of the model's modality.")
     timings["load_data_s"] = time.perf_counter() - t
-    out = Path(out)
-    if out.suffix.lower() != ".html":
-        out = out.with_suffix(".html")
     from explainkit.atomic import output_lock
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out):           # <out>.lock: runs into the same --out take turns, never share a file
         fingerprint = _fingerprint(model, data, runs, select, limit, view, max_sections, quality)
         current = _up_to_date(out, fingerprint, t_start, timings)
         if current is not None:          # nothing changed since the last complete run: nothing to redo
             return current
         t = time.perf_counter()
-        outputs = _predict_all(model, data)
-        labels = data.labels
-        indices, rule = _select(select, model, outputs, labels, limit)
+        indices, rule, outputs = _select(select, model, data, limit)      # outputs: [len(indices), ...]
         timings["predict_s"] = time.perf_counter() - t
 
         cache = Cache(Path(cache_dir) if cache_dir else out.parent / ".explainkit-cache")
@@ -224,14 +256,19 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
         from explainkit.reports.cache import entry_key
         keys = [[entry_key(model_hash, h, r.name, r.params, r.seed, r.versions) for h in in_hashes] for r in runs]
         missing = [[not cache.valid(k) for k in ks] for ks in keys]
-        chunks = _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view.value)
+        chunks = _chunks(runs, keys, missing, indices, data, max_sections, batch_size, view.value, registry)
         todo = sum(len(c.items) for c in chunks)
         done = {"n": 0, "chunks": 0}
         bar = _progress(todo, progress)
 
+        failed = {}                       # cache key -> reason (nothing is cached for a failed entry)
+
         def on_result(results):
             for key, blob in results:
-                cache.write(key, blob)
+                if isinstance(blob, Failed):
+                    failed[key] = blob.reason
+                else:
+                    cache.write(key, blob)
             done["n"] += len(results)
             done["chunks"] += 1
             bar.update(len(results))
@@ -249,12 +286,16 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
         timings["explain_s"] = time.perf_counter() - t
         counts = {"samples": int(len(indices)), "explanations": int(len(indices) * len(runs)),
                   "computed": done["n"], "cached": int(len(indices) * len(runs) - todo),
-                  "corrupt_recomputed": cache.corrupt}
+                  "corrupt_recomputed": cache.corrupt, **({"failed": len(failed)} if failed else {})}
+        counts["computed"] -= len(failed)
+        failures = {r.name: {str(int(indices[p])): failed[k] for p, k in enumerate(keys[m]) if k in failed}
+                    for m, r in enumerate(runs)}
+        failures = {name: f for name, f in failures.items() if f}
 
         from explainkit.reports.build import build
         rep = build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
                      outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
-                     timings=timings, counts=counts, t_start=t_start,
+                     timings=timings, counts=counts, t_start=t_start, failures=failures,
                      executor={"executor": str(executor), "workers": int(workers), "address": address})
         _seal(rep, fingerprint)
         return rep
@@ -316,8 +357,8 @@ def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "
         index = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(index, dict) or index.get("fingerprint") != fingerprint:
-        return None
+    if not isinstance(index, dict) or index.get("fingerprint") != fingerprint or index.get("failures"):
+        return None                      # a report with failed entries is never up to date: retry them
     sha = index.get("sha256") or {}
     if sha.get("html") is None or sha.get("html") != _file_sha(out) or \
             sha.get("attributions") != _file_sha(out.parent / index["files"]["attributions"]):
@@ -326,7 +367,8 @@ def _up_to_date(out: Path, fingerprint: str, t_start: float, timings: dict) -> "
     if recorded is None or recorded != _entry_hashes(index):
         return None
     n = int(index["counts"]["explanations"])
-    index["counts"] = {**index["counts"], "computed": 0, "cached": n, "corrupt_recomputed": 0, "up_to_date": True}
+    index["counts"] = {**index["counts"], "computed": 0, "cached": n, "corrupt_recomputed": 0,
+                       "up_to_date": True}
     index["timings"] = {**timings, "explain_s": 0.0, "html_s": 0.0, "total_s": time.perf_counter() - t_start}
     _dump(json_path, index)
     return Report(out, index, index.get("summary_view") or {})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from explainkit.errors import ParameterError
+from explainkit.errors import DataError, ParameterError
 
-__all__ = ["Report", "environment", "TEMPLATES"]
+__all__ = ["Report", "environment", "check_writable", "TEMPLATES"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"   # the report's own jinja2 templates
 
@@ -24,6 +24,29 @@ def environment() -> dict:
             out[mod] = version(mod)
         except Exception:  # noqa: BLE001 - not installed
             pass
+    return out
+
+
+def check_writable(out, suffix: str | None = ".html") -> Path:
+    """The output path (``suffix`` enforced), once its folder exists and takes a file; else one DataError.
+
+    Called before any work, so an unwritable ``--out`` fails at once instead of after the explanations."""
+    import tempfile
+
+    out = Path(out)
+    if suffix and out.suffix.lower() != suffix:
+        out = out.with_suffix(suffix)
+    fix = "pass an --out in a folder you can write to (or create it, or fix its permissions)."
+    if out.is_dir():
+        raise DataError(f"The output {out} is a directory.", "pass a file name, e.g. --out report.html.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent, prefix=".explainkit-probe-"):
+            pass
+    except OSError as e:
+        where = "a parent is a regular file" if isinstance(e, (FileExistsError, NotADirectoryError)) \
+            else str(out.parent)
+        raise DataError(f"Cannot write the output {out}: {e.strerror or type(e).__name__} ({where}).", fix) from None
     return out
 
 
@@ -52,11 +75,12 @@ class Report:
             return z[f"{method}.scores"]
 
     def explanations(self, method: str):
-        """The report's explanations for one method, read lazily from the cache."""
+        """The report's explanations for one method, read lazily from the cache (None for a failed entry)."""
         from explainkit.reports.cache import Cache
         cache = Cache(self.index["cache_dir"])
-        for key in self.index["keys"][method]:
-            yield cache.get(key)
+        failed = (self.index.get("failures") or {}).get(method, {})
+        for i, key in zip(self.index["indices"], self.index["keys"][method]):
+            yield None if str(i) in failed else cache.get(key)
 
     def __repr__(self) -> str:
         s = self.index["summary"]

@@ -120,6 +120,8 @@ class Agreement:
     def add(self, exps: list) -> None:
         for i in range(len(exps)):
             for j in range(i + 1, len(exps)):
+                if exps[i] is None or exps[j] is None:      # a failed entry: this pair has no value here
+                    continue
                 r = spearman(exps[i].scores, exps[j].scores)
                 if np.isfinite(r):
                     self.sum[i, j] += r

@@ -328,33 +328,62 @@ def _samples_from(model, data, limit):
 
 def evaluate(model, data, methods=("integrated_gradients",), *, limit: int | None = 20, seed: int = 0,
              metrics=DEFAULT_METRICS, steps: int = 50, n_random: int = 1, n_subsets: int = 50,
-             randomization_steps: int = 3, stability_runs: int = 3, registry=None, **method_params) -> Evaluation:
+             randomization_steps: int = 3, stability_runs: int = 3, registry=None, params: dict | None = None,
+             **method_params) -> Evaluation:
     """Trust metrics over a data set, batched across samples, for each method.
 
     ``data``: a Dataset (first ``limit`` items) or a list of inputs. ``method_params``: parameters
-    passed to every method (e.g. n_steps=32), so they must be valid for each.
+    passed to every method (e.g. n_steps=32), so they must be valid for each; ``params``: per method,
+    ``{name: {key: value}}``. A method that raises fails only its own samples (retried one by one): the
+    evaluation completes, and ``ev.failures`` = {method: {sample position: reason}}.
     """
-    from explainkit.plugins.runner import run_explainer
+    from explainkit.plugins.registry import registry as default_registry
 
     if isinstance(methods, str):
         methods = [methods]
     if not methods:
         raise ParameterError("No methods to evaluate.", "pass methods=['integrated_gradients', ...].")
+    if set(params or {}) - set(methods):
+        raise ParameterError(f"params names method(s) {sorted(set(params) - set(methods))} that are not evaluated.",
+                             f"use only: {', '.join(methods)}.")
     if limit is not None:
         _check_ints(limit=limit)
     samples = _samples_from(model, data, limit)
     if not samples:
         raise InputError("The data set is empty.", "pass at least one input.")
-    out, timings = {}, {}
+    reg = registry or default_registry()
+    for m in methods:                    # unknown names and bad parameters: one clear error, before any work
+        entry = reg.entries.get(m)
+        (entry if entry is not None and entry.spec is not None else reg.get(m, model)).spec.validate_params(
+            {**method_params, **(params or {}).get(m, {})})
+    out, timings, failures = {}, {}, {}
     for m in methods:
-        t0 = time.perf_counter()
-        exps = run_explainer(m, model, samples, None, seed=seed, reg=registry, **method_params)
-        t1 = time.perf_counter()
-        out[m] = _qualities(model, samples, list(exps), metrics, steps=steps, n_random=n_random,
-                            n_subsets=n_subsets, randomization_steps=randomization_steps,
-                            stability_runs=stability_runs, seed=seed, fill=None, registry=registry)
-        timings[m] = {"explain_s": t1 - t0, "metrics_s": time.perf_counter() - t1}
-    return Evaluation(model.name, len(samples), out, seed=seed, timings=timings)
+        kw = {**method_params, **(params or {}).get(m, {})}
+        t0, spent = time.perf_counter(), {"explain_s": 0.0}
+
+        def quals(part, m=m, kw=kw, spent=spent):
+            from explainkit.plugins.runner import run_explainer
+            t = time.perf_counter()
+            exps = run_explainer(m, model, part, None, seed=seed, reg=registry, **kw)
+            spent["explain_s"] += time.perf_counter() - t
+            return _qualities(model, part, list(exps), metrics, steps=steps, n_random=n_random, n_subsets=n_subsets,
+                              randomization_steps=randomization_steps, stability_runs=stability_runs, seed=seed,
+                              fill=None, registry=registry)
+        try:
+            out[m] = quals(samples)
+        except Exception:  # noqa: BLE001 - a failing method fails only its own samples: retry one by one
+            reg.succeeded(m)
+            out[m] = []
+            for pos, s in enumerate(samples):
+                try:
+                    out[m].extend(quals([s]))
+                except Exception as e:  # noqa: BLE001
+                    text = e.problem if hasattr(e, "problem") else f"{type(e).__name__}: {e}"
+                    failures.setdefault(m, {})[str(pos)] = " ".join(str(text).split())[:500]
+        timings[m] = {"explain_s": spent["explain_s"], "metrics_s": time.perf_counter() - t0 - spent["explain_s"]}
+    ev = Evaluation(model.name, len(samples), out, seed=seed, timings=timings)
+    ev.failures = failures                # {method: {str(sample position): reason}}
+    return ev
 
 
 # -- agreement between methods ----------------------------------------------------------------------------
