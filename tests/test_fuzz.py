@@ -193,3 +193,49 @@ def test_a_valid_idx_pair_still_loads_after_fuzzing_style_writes(tmp_path, mnist
     (d / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx([3], payload=bytes([1, 2, 3]))))
     data = load_path(d, mnist_cnn)
     assert len(data) == 3 and list(data.labels) == [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def explanation_dicts(load_model, load_data):
+    """Real explanations of three modalities (and an attention result), as to_dict() gives them."""
+    out = []
+    for name, method in (("mnist-cnn", "saliency"), ("sst2-transformer", "occlusion"),
+                         ("breast-cancer-mlp", "integrated_gradients"), ("sst2-transformer", "attention")):
+        raw, _ = load_data(name)[1]
+        out.append(json.loads(explainkit.explain(load_model(name), raw, method).to_json()))
+    return out
+
+
+@FUZZ
+@given(which=st.integers(0, 3), edits=st.lists(st.tuples(st.sampled_from(
+    ["scores", "modality", "kind", "task", "target", "classes", "tokens", "offsets", "text", "probabilities",
+     "feature_names", "base_value", "format_version", "class", "params", "matrices", "image"]), json_values),
+    min_size=1, max_size=3))
+def test_fuzzed_explanation_json_loads_or_raises_an_explainkit_error(explanation_dicts, which, edits):
+    d = json.loads(json.dumps(explanation_dicts[which]))
+    for key, value in edits:
+        d[key] = value
+    try:
+        exp = explainkit.Explanation.from_dict(d)
+    except ExplainKitError:
+        return
+    assert repr(exp).startswith("<")              # what loads can be summarised
+    assert isinstance(exp.scores, np.ndarray)
+
+
+def test_a_real_explanation_round_trips_and_bad_top_k_is_one_error(explanation_dicts):
+    from explainkit.errors import DataError, ParameterError
+
+    for d in explanation_dicts:
+        back = explainkit.Explanation.from_dict(d)
+        assert json.loads(back.to_json())["scores"] == d["scores"]
+    exp = explainkit.Explanation.from_dict(explanation_dicts[1])
+    for bad in ("x", -1, True, 2.5):
+        with pytest.raises(ParameterError, match="count of units"):
+            exp.top_k(bad)
+    with pytest.raises(ParameterError, match="Unknown ordering"):
+        exp.top_k(3, by=None)
+    with pytest.raises(DataError, match="target 7"):
+        explainkit.Explanation.from_dict({**explanation_dicts[1], "target": 7})
+    with pytest.raises(DataError, match="dict of fields"):
+        explainkit.Explanation.from_dict(None)

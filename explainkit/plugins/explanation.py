@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from explainkit.enums import Modality, ResultKind, Task
-from explainkit.errors import DataError, ExplainKitError
+from explainkit.errors import DataError, ExplainKitError, ParameterError
 
 __all__ = ["Explanation", "AttentionExplanation", "Explanations", "FORMAT_VERSION"]
 
@@ -91,10 +91,12 @@ class Explanation:
 
     def top_k(self, k: int = 5, by: str = "abs") -> list[tuple[str, float]]:
         """The k most important units as (unit, score); ``by`` is 'abs', 'positive' or 'negative'."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ParameterError(f"top_k takes a count of units, not {k!r}.", "pass k=5, say (0 or more).")
         flat = self.scores.reshape(-1)
-        key = {"abs": -np.abs(flat), "positive": -flat, "negative": flat}.get(by)
+        key = {"abs": -np.abs(flat), "positive": -flat, "negative": flat}.get(by) if isinstance(by, str) else None
         if key is None:
-            raise ExplainKitError(f"Unknown ordering {by!r}.", "use by='abs', 'positive' or 'negative'.")
+            raise ParameterError(f"Unknown ordering {by!r}.", "use by='abs', 'positive' or 'negative'.")
         order = np.argsort(key, kind="stable")[:k]
         units = self.units
         return [(units[i], float(flat[i])) for i in order]
@@ -125,6 +127,8 @@ class Explanation:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Explanation":
+        """The inverse of :meth:`to_dict`; a malformed dict is one DataError naming the field."""
+        _validate_dict(d)
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if int(version) > FORMAT_VERSION:
@@ -134,11 +138,19 @@ class Explanation:
             d.pop("class", "Explanation"), Explanation)
         for k in _ARRAYS:
             if d.get(k) is not None:
-                d[k] = np.asarray(d[k], dtype=np.float64)
+                try:
+                    d[k] = np.asarray(d[k], dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise DataError(f"Not a valid explanation: {k!r} is not a rectangular array of numbers.",
+                                    "re-create it with Explanation.to_dict().") from None
         if d.get("offsets") is not None:
             d["offsets"] = [tuple(o) for o in d["offsets"]]
         fields = klass.__dataclass_fields__
-        return klass(**{k: v for k, v in d.items() if k in fields})
+        try:
+            return klass(**{k: v for k, v in d.items() if k in fields})
+        except ExplainKitError as e:
+            raise DataError(f"Not a valid explanation: {e.problem}",
+                            "re-create it with Explanation.to_dict().") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -250,3 +262,72 @@ def _jsonable(v):
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
     return v
+
+
+_NUM = {"type": ["number", "null"]}
+_NUMS = {"anyOf": [{"type": "null"}, {"type": "number"},
+                   {"type": "array", "items": {"$ref": "#/$defs/nums"}}]}
+_STRS = {"type": ["array", "null"], "items": {"type": ["string", "integer"]}}
+_EXPLANATION_SCHEMA = {
+    "type": "object",
+    "required": ["scores", "modality"],
+    "$defs": {"nums": _NUMS},
+    "properties": {
+        "format_version": {"type": "integer"}, "class": {"enum": ["Explanation", "AttentionExplanation"]},
+        "scores": {"$ref": "#/$defs/nums"}, "attributions": {"$ref": "#/$defs/nums"},
+        "probabilities": {"$ref": "#/$defs/nums"}, "image": {"$ref": "#/$defs/nums"},
+        "feature_values": {"$ref": "#/$defs/nums"}, "matrices": {"$ref": "#/$defs/nums"},
+        "modality": {"type": "string"}, "kind": {"type": "string"}, "task": {"type": "string"},
+        "method": {"type": ["string", "null"]}, "target": {"type": ["integer", "null"]},
+        "target_name": {"type": ["string", "null"]}, "base_value": _NUM, "classes": _STRS,
+        "text": {"type": ["string", "null"]}, "tokens": _STRS, "feature_names": _STRS,
+        "offsets": {"type": ["array", "null"], "items": {"type": "array", "minItems": 2, "maxItems": 2,
+                                                          "items": {"type": "integer", "minimum": 0}}},
+        "sample_index": {"type": ["integer", "null"]}, "seed": {"type": ["integer", "null"]},
+        "params": {"type": "object"}, "timings": {"type": "object"}, "versions": {"type": "object"},
+        "extras": {"type": "object"}, "model_name": {"type": ["string", "null"]},
+        "model_hash": {"type": ["string", "null"]},
+    },
+}
+
+
+def _validate_dict(d) -> None:
+    """Check an explanation dict's field types (jsonschema) and that its parts agree."""
+    if not isinstance(d, dict):
+        raise DataError(f"An explanation is a dict of fields, not {type(d).__name__}.",
+                        "pass what Explanation.to_dict() returned (or json.loads of to_json()).")
+    import jsonschema
+
+    # arrays read back from an .npz are numpy arrays and numpy scalars: they count as JSON arrays/numbers
+    checker = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
+        "array": lambda c, v: isinstance(v, (list, tuple, np.ndarray)),
+        "number": lambda c, v: (isinstance(v, (int, float, np.number)) and not isinstance(v, bool))
+        or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf"),
+        "integer": lambda c, v: (isinstance(v, (int, np.integer)) and not isinstance(v, bool)),
+    })
+    validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=checker)
+    errors = sorted(validator(_EXPLANATION_SCHEMA).iter_errors(d),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        e = errors[0]
+        field = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise DataError(f"Not a valid explanation: field {field!r}: {e.message[:120]}.",
+                        "re-create it with Explanation.to_dict().")
+    try:
+        scores = np.asarray(d["scores"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("Not a valid explanation: 'scores' is not a rectangular array of numbers.",
+                        "re-create it with Explanation.to_dict().") from None
+    n = scores.size
+    tokens, offsets, text = d.get("tokens"), d.get("offsets"), d.get("text")
+    if d.get("modality") == "text" and tokens is not None and d.get("class", "Explanation") == "Explanation" \
+            and len(tokens) != n:
+        raise DataError(f"Not a valid explanation: {len(tokens)} tokens but {n} scores.",
+                        "re-create it with Explanation.to_dict().")
+    if offsets is not None and text is not None and any(a > b or b > len(text) for a, b in offsets):
+        raise DataError("Not a valid explanation: an offset lies outside its text.",
+                        "re-create it with Explanation.to_dict().")
+    classes, target = d.get("classes"), d.get("target")
+    if classes and target is not None and not 0 <= target < len(classes):
+        raise DataError(f"Not a valid explanation: target {target} is not one of its {len(classes)} classes.",
+                        "re-create it with Explanation.to_dict().")
