@@ -136,8 +136,11 @@ class Quality:
 
     def _repr_html_(self) -> str:
         from jinja2 import Environment
+        from markupsafe import Markup
 
-        return Environment(autoescape=True).from_string(_HTML).render(q=self, rows=self._rows())
+        from explainkit.visible import visible
+        env = Environment(autoescape=True, finalize=lambda v: v if isinstance(v, Markup) else visible(v))
+        return env.from_string(_HTML).render(q=self, rows=self._rows())
 
     def to_dict(self) -> dict:
         """JSON-compatible dict (curves as lists)."""

@@ -14,11 +14,13 @@ import numpy as np
 from explainkit.enums import Capability, Modality
 from explainkit.errors import ExplainKitError, InputError, UnknownNameError
 from explainkit.views import state as st
+from explainkit.views.render import visible_markup
 from explainkit.views.widgets import quality_figure
 
 __all__ = ["PanelsMixin"]
 
-_ENV = jinja2.Environment(autoescape=True)
+# plain strings (method names, error messages, labels) are shown with invisible characters made visible
+_ENV = jinja2.Environment(autoescape=True, finalize=visible_markup)
 _T = {k: _ENV.from_string(v) for k, v in {
     "header": "<b>{{ name }}</b> <span class='ek-muted'>{{ family }} · {{ modality }} {{ task }} · "
               "{{ n }} samples{% if acc is not none %} · accuracy {{ '%.1f' % (100 * acc) }}%{% endif %}"
