@@ -14,7 +14,7 @@ from pathlib import Path
 
 from explainkit.errors import DataError, MissingDependencyError
 
-__all__ = ["atomic_write", "atomic_open", "output_lock"]
+__all__ = ["atomic_write", "atomic_open", "output_lock", "Staging"]
 
 
 def atomic_write(path, data) -> Path:
@@ -46,6 +46,52 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class Staging:
+    """Several files published together: each is written to its own exclusive temp file beside its
+    target, and only :meth:`publish` renames them onto their targets; :meth:`discard` (or an exception
+    inside ``with``) removes them all, so a failed run leaves no new file behind."""
+
+    def __init__(self):
+        self._staged: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self.discard()                  # after publish() there is nothing left to remove
+
+    def add(self, tmp, path) -> None:
+        """Adopt an already written temp file ``tmp`` as the next version of ``path``."""
+        self._staged.append((Path(tmp), Path(path)))
+
+    @contextlib.contextmanager
+    def open(self, path, mode: str = "w", encoding: str | None = "utf-8"):
+        """A file to stream ``path``'s new content into (mkstemp in its folder; fsynced on a clean exit)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        self._staged.append((Path(tmp), path))
+        with os.fdopen(fd, mode, encoding=None if mode == "wb" else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write(self, path, data) -> None:
+        with self.open(path, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+    def publish(self) -> None:
+        """Rename every staged file onto its target, in the order they were staged."""
+        for tmp, path in self._staged:
+            os.replace(tmp, path)
+        self._staged = []
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged = []
 
 
 def output_lock(path, timeout: float = -1):

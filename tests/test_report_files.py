@@ -226,3 +226,31 @@ def test_a_forged_cache_entry_cannot_inject_markup_into_the_report(mnist_cnn, lo
     assert "&lt;script&gt;alert(" in page                      # the forged name is shown, escaped, as text
     assert 'alert("cached")' not in page                        # the cached HTML itself is never used
     _assert_published(out)
+
+
+def test_a_report_that_fails_while_writing_publishes_nothing(tmp_path, mnist_cnn, load_data, monkeypatch):
+    """The npz, HTML and index are published together: a failure in the HTML leaves no orphan npz, and an
+    earlier complete report in the same place stays as it was."""
+    from explainkit.views import render
+
+    data = load_data("mnist-cnn").subset(range(4))
+    out = tmp_path / "r.html"
+    explainkit.report(mnist_cnn, data, methods=["saliency"], out=out, progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    real = render.template
+
+    def broken(name, search=()):
+        if name == "report.html":
+            raise RuntimeError("disk full while rendering")
+        return real(name, search)
+
+    monkeypatch.setattr(render, "template", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        explainkit.report(mnist_cnn, data, methods=["saliency", "gradcam"], out=out, progress=False)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before                          # same files, same bytes: no orphan npz, no temp file
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(RuntimeError, match="disk full"):
+        explainkit.report(mnist_cnn, data, methods=["saliency"], out=fresh / "r.html", progress=False)
+    assert {p.name for p in fresh.iterdir() if p.is_file()} <= {"r.html.lock"}   # no npz, html, json or temp

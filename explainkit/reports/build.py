@@ -177,8 +177,19 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
           timings, counts, t_start, executor, failures=None):
     """``outputs``: the model's outputs for the selected rows, aligned with ``indices``. ``failures``:
     {method: {str(sample index): reason}}; those entries get NaN rows and a 'failed: reason' section."""
-    from explainkit.atomic import atomic_open
-    from explainkit.reports.result import Report, _dump, environment
+    from explainkit.atomic import Staging
+
+    with Staging() as staged:        # npz, HTML and index are published together, or none of them
+        return _build(staged, model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
+                      outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
+                      timings=timings, counts=counts, t_start=t_start, executor=executor, failures=failures)
+
+
+def _build(staged, *, model, data, runs, indices, rule, limit, keys, outputs, cache, out: Path, view, max_sections,
+           quality, timings, counts, t_start, executor, failures):
+    import json
+
+    from explainkit.reports.result import Report, environment
     from explainkit.reports.stats import NpzStream, prediction_stats
     from explainkit.views import render
 
@@ -197,7 +208,7 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
             extra.update({f"{r.name}.offsets": np.asarray(offsets[r.name], dtype=np.int64) for r in runs})
         extra.update({f"{name}.base_value": np.array([np.nan if b is None else b for b in bs], dtype=np.float64)
                       for name, bs in base.items() if any(b is not None for b in bs)})
-        npz.close(extra)
+        staged.add(npz.close(extra, publish=False), npz_path)
     except BaseException:
         npz.discard()
         raise
@@ -231,8 +242,8 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
     t = time.perf_counter()
     sections = _sections(runs, keys, indices, cache, model, data, outputs, view, max_sections, badges, fragments,
                          failures)
-    # streamed into an exclusively created temp file (mkstemp, beside `out`), fsynced, then os.replace'd
-    with atomic_open(out, "w", encoding="utf-8") as f:
+    # streamed into an exclusively created temp file (mkstemp, beside `out`), fsynced, renamed at publish()
+    with staged.open(out, "w", encoding="utf-8") as f:
         render.template("report.html", search=[TEMPLATES]).stream(**summary, sections=sections).dump(f)
     timings["html_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
@@ -245,7 +256,8 @@ def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out:
                   "arrays": _array_doc(runs, model, data), "cache_dir": str(cache.root.resolve()),
                   "indices": [int(i) for i in indices], "keys": {r.name: keys[m] for m, r in enumerate(runs)},
                   "sections": min(max_sections, len(indices)), "quality": qual, "failures": failures or {}})
-    _dump(json_path, index)
+    staged.write(json_path, json.dumps(index, indent=1, sort_keys=False, default=str))
+    staged.publish()
     summary["agreement_mean"] = agree.mean()
     return Report(out, index, summary)
 

@@ -174,8 +174,11 @@ class NpzStream:
         f[0].write(values.astype(f[1], copy=False).tobytes())
         f[3] += len(values)
 
-    def close(self, extra: dict | None = None) -> Path:
+    def close(self, extra: dict | None = None, publish: bool = True) -> Path:
+        """Pack the arrays into one .npz; renamed onto ``path`` unless ``publish=False``, which returns the
+        finished temp file for the caller to publish together with the files that go with it."""
         fd, part = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        done = False
         try:
             with os.fdopen(fd, "w+b") as dst, \
                     zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
@@ -193,9 +196,13 @@ class NpzStream:
                 zf.close()
                 dst.flush()
                 os.fsync(dst.fileno())
+            if not publish:
+                done = True
+                return Path(part)
             os.replace(part, self.path)
         finally:
-            Path(part).unlink(missing_ok=True)
+            if not done:
+                Path(part).unlink(missing_ok=True)
             self.discard()
         return self.path
 
