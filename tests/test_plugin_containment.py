@@ -337,3 +337,13 @@ def test_dashboard_menu_last_error_system_exit_and_target(tabular, load_data):
     with pytest.raises(TargetError, match="99") as bad:
         d.target = 99
     assert isinstance(bad.value, ExplainKitError) and "0.." in str(bad.value)
+
+
+@pytest.mark.parametrize("bad", ["n steps", "n-steps", "1st", "_hidden", "class", "ünï", "a.b", "", 3])
+def test_parameter_names_must_be_plain_identifiers(bad):
+    from explainkit import Param
+    from explainkit.errors import PluginError
+
+    with pytest.raises(PluginError, match="plain Python identifier"):
+        Param(bad, "int", 1)
+    assert Param("n_steps2", "int", 1).name == "n_steps2"

@@ -6,6 +6,7 @@ registry (:mod:`explainkit.plugins.registry`) finds them through entry points.
 from __future__ import annotations
 
 import contextlib
+import keyword
 import os
 import re
 from dataclasses import dataclass, field
@@ -67,6 +68,11 @@ class Param:
     def __post_init__(self):
         if self.choices is not None:
             object.__setattr__(self, "choices", tuple(self.choices))
+        if not isinstance(self.name, str) or not self.name.isidentifier() or not self.name.isascii() \
+                or self.name.startswith("_") or keyword.iskeyword(self.name):
+            return _fail(self, PluginError(f"Parameter name {self.name!r} is not a plain Python identifier.",
+                                           "name it in ASCII letters, digits and underscores, starting with a "
+                                           "letter (it becomes a keyword argument, a form field and a CLI key)."))
         if self.type not in _TYPES:
             return _fail(self, PluginError(f"Parameter {self.name!r} has unknown type {self.type!r}.",
                                            f"use one of {sorted(_TYPES)}."))
