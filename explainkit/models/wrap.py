@@ -14,7 +14,7 @@ from explainkit.models.torch_model import TorchModel
 __all__ = ["wrap"]
 
 
-def wrap(model, *, modality, task="classification", classes=None, feature_names=None, name=None,
+def wrap(model, *, modality=None, task="classification", classes=None, feature_names=None, name=None,
          input_shape=None, tokenizer=None, normalize=None, standardize=None, background=None,
          embedding_layer=None, conv_layer=None, attention_fn=None, example=None) -> ModelAdapter:
     """Wrap any torch module, or a black-box predict function, and probe it once.
@@ -23,7 +23,28 @@ def wrap(model, *, modality, task="classification", classes=None, feature_names=
     ``(C,H,W)``), token ids ``[N,T]`` plus a padding mask (text), features ``[N,F]`` (tabular).
     A function takes a batch of raw inputs and returns probabilities (classification) or values.
     One probe forward pass checks shapes and dtypes now, so a mismatch is reported at wrap time.
+
+    A Hugging Face ``*ForSequenceClassification`` model (with ``tokenizer=`` its fast tokenizer) or a
+    text-classification pipeline needs nothing else: see :mod:`explainkit.models.hf` (modality text).
     """
+    hf = _hf_kind(model)
+    if hf == "model" and tokenizer is not None:
+        from explainkit.models.causal_lm import CausalLM, is_causal_lm
+        if is_causal_lm(model):              # a causal LM + its tokenizer: explained per generated token
+            return CausalLM(model, tokenizer, name=name)
+    if hf in ("model", "pipeline"):
+        if modality is not None and Modality.parse(modality) is not Modality.TEXT:
+            raise ModelError(f"A Hugging Face sequence classifier is a text model, not {modality!r}.",
+                             "omit modality= (or pass modality='text').")
+        from explainkit.models.hf import wrap_hf
+
+        adapter = wrap_hf(model, tokenizer, classes=classes, name=name,
+                          task=None if task == "classification" and classes is None else task)
+        _probe(adapter, "a probe sentence" if example is None else example)
+        return adapter
+    if modality is None:
+        raise ModelError(f"wrap() cannot tell what a {type(model).__name__} takes.",
+                         "pass modality='image', 'text' or 'tabular'.")
     modality = Modality.parse(modality)
     task = Task.parse(task)
     if modality is Modality.TABULAR and feature_names is None and input_shape is not None:
@@ -57,6 +78,15 @@ def wrap(model, *, modality, task="classification", classes=None, feature_names=
     return adapter
 
 
+def _hf_kind(model) -> str | None:
+    """'model' or 'pipeline' for a transformers object (read from its classes; transformers is not imported)."""
+    if not any(c.__module__.split(".")[0] == "transformers" for c in type(model).__mro__):
+        return None
+    from explainkit.models.hf import hf_kind
+
+    return hf_kind(model)
+
+
 def _probe(adapter: ModelAdapter, example) -> None:
     """Run one forward pass on an example (or a synthetic input) and check the output shape."""
     if example is None:
@@ -65,7 +95,8 @@ def _probe(adapter: ModelAdapter, example) -> None:
             example = np.zeros((h, w) if c == 1 else (h, w, c), dtype=np.uint8)
         elif adapter.modality is Modality.TEXT:
             vocab = getattr(adapter.tokenizer, "vocab", [])
-            example = vocab[2] if len(vocab) > 2 else "probe"
+            example = vocab[2] if isinstance(vocab, (list, tuple)) and len(vocab) > 2 and str(vocab[2]).strip() \
+                else "probe"
         else:
             example = np.zeros(len(adapter.feature_names))
     sample = adapter.prepare(example)

@@ -91,6 +91,14 @@ def train(family: str, data_dir=None, out=None, epochs: int | None = None, seed:
     if epochs is not None:
         tr["epochs"] = int(epochs)
     train_data, held = _splits(fam, data_dir)
+    if fam.metric == "confident_fraction":              # a GAN: adversarial training, judged by mnist-cnn
+        from explainkit.models.gan import train_family
+        model = train_family(fam, train_data, held, hp, tr, judge=load_sample("mnist-cnn"),
+                             normalize=MNIST_NORMALIZE, seed=seed, progress=progress)
+        if out is not None:
+            from explainkit.models.checkpoint import save
+            save(model, out)
+        return model
     cfg: dict = {"family": fam.name, "name": fam.name, "modality": fam.modality.value, "task": fam.task.value,
                  "description": fam.description}
     tokenizer = None
@@ -185,19 +193,27 @@ def _loadable_sample_names() -> list[str]:
     """The sample models less those of optional families whose dependencies are missing."""
     from explainkit.models.checkpoint import read_config
 
-    fams = {n: _FAMILIES.get(read_config(sample_models_dir() / n).get("family")) for n in _sample_names()}
-    return [n for n, f in fams.items() if f is None or f.available()]
+    cfgs = {n: read_config(sample_models_dir() / n) for n in _sample_names()}
+    fams = {n: _FAMILIES.get(c.get("family")) for n, c in cfgs.items()}
+    # language models (loader causal_lm) answer prompts: the classifier harnesses (explainkit run, the
+    # conformance pool) have no held-out data or inputs for them; load them with load_sample(name)
+    return [n for n, f in fams.items() if (f is None or f.available()) and cfgs[n].get("loader") != "causal_lm"]
 
 
 def load_sample(name: str):
     """Load a shipped sample model by name (see :func:`sample_models`)."""
-    from explainkit.models.checkpoint import load
+    from explainkit.models.checkpoint import load, read_config
 
     name = str(name).removeprefix("sample:")
     names = _sample_names()
     if name not in names:
         raise UnknownNameError(f"Unknown sample model {name!r}.",
                                f"use one of: {', '.join(names) or '(none found in ' + str(sample_models_dir()) + ')'}.")
+    cfg = read_config(sample_models_dir() / name)
+    if cfg.get("loader") == "causal_lm":                # a language model: weights from its package, cached
+        get_family(cfg.get("family"))                   # MissingDependencyError naming the install steps
+        from explainkit.models.causal_lm import load_sample_dir
+        return load_sample_dir(sample_models_dir() / name, cfg)
     return load(sample_models_dir() / name)
 
 
@@ -223,10 +239,15 @@ def evaluate_samples(names=None) -> list[dict]:
     rows = []
     for name in names or _loadable_sample_names():
         model = load_sample(name)
-        data = sample_data(model.config.get("family", name))
-        start = time.perf_counter()
-        metrics = evaluate_model(model, data)
         fam = _FAMILIES.get(model.config.get("family"))
+        start = time.perf_counter()
+        if fam is not None and fam.metric == "confident_fraction":     # a GAN: its generated digits, judged
+            from explainkit.models.gan import confident_fraction, generated_dataset
+            data = generated_dataset(model, 1000, seed=0, name="mnist-gan-generated-1000")
+            metrics = confident_fraction(model, load_sample("mnist-cnn"))
+        else:
+            data = sample_data(model.config.get("family", name))
+            metrics = evaluate_model(model, data)
         rows.append({"name": name, "model": model, "data": data, "metrics": metrics,
                      "floor": fam.floor if fam else None, "metric": fam.metric if fam else None,
                      "seconds": time.perf_counter() - start})

@@ -206,6 +206,26 @@ def _curve_batches(samples, exps, steps: int, curves: int, chunk: int) -> list[t
     return out
 
 
+CURVE_LARGE_SIDE = 64          # images larger than 64x64 are removed in square patches, not single pixels
+CURVE_PATCHES_PER_SIDE = 28    # (a 224x224 image: 8x8-pixel patches, 784 units)
+
+
+def curve_units(exp):
+    """``(unit scores, groups)``: a large image's pixel scores averaged over square patches and the
+    ``[H,W]`` patch id of each pixel; other explanations keep their own units (groups None)."""
+    scores = np.asarray(exp.scores, float)
+    if exp.modality is not Modality.IMAGE or scores.ndim != 2 or scores.size <= CURVE_LARGE_SIDE ** 2:
+        return scores.reshape(-1), None
+    h, w = scores.shape
+    p = max(1, math.ceil(min(h, w) / CURVE_PATCHES_PER_SIDE))
+    cols = -(-w // p)
+    groups = (np.arange(h)[:, None] // p) * cols + np.arange(w)[None, :] // p
+    flat = groups.reshape(-1)
+    n = int(flat.max()) + 1
+    sums = np.bincount(flat, weights=scores.reshape(-1), minlength=n)
+    return sums / np.maximum(np.bincount(flat, minlength=n), 1), groups
+
+
 def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int = 50, n_random: int = 3,
                         seed: int = 0, fills=None, insertion: bool = True, chunk: int = 16) -> list[dict]:
     """Deletion and insertion curves (Petsiuk et al. 2018) plus the random-order reference, per sample.
@@ -216,6 +236,7 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
     ranked by score times the sign of that change. All masked copies of up to ``chunk`` samples
     (fewer where they would pass ``MAX_CURVE_BYTES``) are evaluated together in batched passes;
     copies of an image through a conv net use incremental inference (:mod:`explainkit.incremental`).
+    Images larger than 64x64 step in square patches (:func:`curve_units`), not single pixels.
     """
     fills = [None] * len(samples) if fills is None else list(fills)
     kinds = (False, True) if insertion else (False,)
@@ -225,25 +246,26 @@ def perturbation_curves(model, samples: Sequence, exps: Sequence, *, steps: int 
         ss, es, fs = samples[lo:hi], exps[lo:hi], fills[lo:hi]
         plans = []
         for _s, e in zip(ss, es):
-            n = int(np.asarray(e.scores).size)
+            unit_scores, groups = curve_units(e)
+            n = int(unit_scores.size)
             counts = unit_counts(n, steps)
             rng = np.random.default_rng([int(seed), int(e.sample_index or 0)])
             perms = [rng.permutation(n) for _ in range(n_random)]
-            plans.append((n, counts, perms))
+            plans.append((n, counts, perms, unit_scores, groups))
         # Regression ranks units by the output change between the endpoints (all kept, none kept).
         # Classification needs no separate pass: the deletion curve's first row is the full input.
-        ends = model.predict_masked_many(ss, [np.stack([np.ones(n, bool), np.zeros(n, bool)]) for n, _, _ in plans],
-                                         fills=fs) if regression else [None] * len(ss)
+        ends = model.predict_masked_many(ss, [np.stack([np.ones(n, bool), np.zeros(n, bool)])
+                                              for n, *_ in plans], fills=fs) if regression else [None] * len(ss)
         keeps = []
-        for (_n, counts, perms), _s, e, end in zip(plans, ss, es, ends):
+        for (_n, counts, perms, unit_scores, groups), end in zip(plans, ends):
             direction = 1.0
             if regression:
                 direction = 1.0 if float(end[0]) >= float(end[1]) else -1.0
-            order = _order(np.asarray(e.scores, float), direction)
-            rows = [_rows(o, counts, ins) for ins in kinds for o in [order] + perms]
-            keeps.append(np.concatenate(rows))
+            order = _order(unit_scores, direction)
+            rows = np.concatenate([_rows(o, counts, ins) for ins in kinds for o in [order] + perms])
+            keeps.append(rows if groups is None else rows[:, groups.reshape(-1)])     # patches -> pixels
         outs = model.predict_masked_many(ss, keeps, fills=fs)
-        for (n, counts, perms), _s, e, end, o in zip(plans, ss, es, ends, outs):
+        for (n, counts, perms, _u, _g), _s, e, end, o in zip(plans, ss, es, ends, outs):
             probs = None if regression else o[0]             # deletion, nothing removed yet
             t = target_of(e, model, probs)
             y = _track(o, t, model.task)

@@ -16,7 +16,7 @@ import numpy as np
 from explainkit import Explainer, Explanation, Modality, Task
 from explainkit.errors import MissingDependencyError, NotApplicableError
 
-from .shap_plugin import PATCHES, image_segments
+from .shap_plugin import DEFAULT_PATCH, LARGE_IMAGE_BUDGET, PATCHES, SUPERPIXELS, image_segments, large_image
 
 __all__ = ["Lime"]
 
@@ -24,6 +24,8 @@ TEXT_KERNEL_WIDTH = 25.0     # LimeTextExplainer's default
 IMAGE_KERNEL_WIDTH = 0.25    # LimeImageExplainer's default
 COSINE = "cosine"
 BATCH = 512
+DEFAULT_SAMPLES = 1000       # the declared default; on images larger than 64x64 it means LARGE_IMAGE_BUDGET
+LARGE_SEGMENTS = 50          # SLIC superpixels per large image at the default segmentation
 
 
 def _import_lime():
@@ -57,14 +59,15 @@ class Lime(Explainer):
             model.modality]
         out = []
         for sample, target in zip(samples, targets):
+            ns, seg = self._scaled(model, sample, n_samples, segmentation, patch_size)
             weights, intercept, score, local_pred, n_units, extras = run(
-                lime, model, sample, target, seed=seed, n_samples=n_samples, num_features=num_features,
-                kernel_width=kernel_width or None, segmentation=segmentation, patch_size=patch_size)
+                lime, model, sample, target, seed=seed, n_samples=ns, num_features=num_features,
+                kernel_width=kernel_width or None, segmentation=seg, patch_size=patch_size)
             unit_scores = np.zeros(n_units)
             for i, w in weights:
                 unit_scores[int(i)] = w
             extras.update(score=float(score), local_pred=float(np.asarray(local_pred).reshape(-1)[0]),
-                          n_units=n_units, n_evaluations=n_samples,
+                          n_units=n_units, n_evaluations=ns,
                           selected=[int(i) for i, _ in weights])
             scores = unit_scores
             if model.modality is Modality.IMAGE:
@@ -72,6 +75,17 @@ class Lime(Explainer):
                 extras["unit_scores"] = unit_scores
             out.append(Explanation.from_sample(sample, scores, base_value=float(intercept), extras=extras))
         return out
+
+    @staticmethod
+    def _scaled(model, sample, n_samples, segmentation, patch_size):
+        """Images larger than 64x64 at the defaults: SLIC superpixels and LARGE_IMAGE_BUDGET samples."""
+        if model.modality is not Modality.IMAGE or not large_image(sample.image):
+            return n_samples, segmentation
+        if n_samples in (0, DEFAULT_SAMPLES):
+            n_samples = LARGE_IMAGE_BUDGET
+        if segmentation == PATCHES and patch_size == DEFAULT_PATCH:
+            segmentation = SUPERPIXELS
+        return n_samples, segmentation
 
     # -- tabular ---------------------------------------------------------------------------------------
     @staticmethod
@@ -135,7 +149,8 @@ class Lime(Explainer):
         from sklearn.metrics import pairwise_distances
         from sklearn.utils import check_random_state
 
-        segments = image_segments(np.asarray(sample.image, dtype=np.float64), segmentation, patch_size, 0, seed)
+        segments = image_segments(np.asarray(sample.image, dtype=np.float64), segmentation, patch_size,
+                                  LARGE_SEGMENTS, seed)
         n_seg = int(segments.max()) + 1
         rs = check_random_state(seed)
         # LimeImageExplainer.data_labels (hide_color=0: black pixels), on segment masks: the masked
@@ -149,4 +164,4 @@ class Lime(Explainer):
         label = target if model.task is Task.CLASSIFICATION else 0
         intercept, weights, score, local_pred = base.explain_instance_with_data(
             data, yss, distances, label, num_features, feature_selection=_selection(num_features, n_seg))
-        return weights, intercept, score, local_pred, n_seg, {"segments": segments}
+        return weights, intercept, score, local_pred, n_seg, {"segments": segments, "segmentation": segmentation}

@@ -17,13 +17,24 @@ import numpy as np
 from explainkit import Explainer, Explanation, Modality, Task
 from explainkit.errors import MissingDependencyError, ParameterError
 
-__all__ = ["KernelShap", "image_segments", "seeded_numpy", "target_output"]
+__all__ = ["KernelShap", "image_segments", "seeded_numpy", "target_output", "large_image", "LARGE_IMAGE_BUDGET"]
 
 MAX_ENUMERATED = 2 ** 30          # shap's own cap on the coalition space it considers
 AUTO_SELECTION_FRACTION = 0.2      # shap's old l1_reg='auto': feature selection below this fraction
 PATCHES, SUPERPIXELS, QUICKSHIFT = "patches", "superpixels", "quickshift"
 L1_AUTO, L1_NONE = "auto", "none"
 _BACKGROUNDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> k-means summary
+# Images larger than 64x64: the declared defaults (4-pixel patches, shap's 2M+2048 coalitions) would mean
+# thousands of units and masked copies; there the defaults become SLIC superpixels and this many copies.
+LARGE_SIDE = 64
+LARGE_IMAGE_BUDGET = 500
+DEFAULT_PATCH = 4
+
+
+def large_image(image) -> bool:
+    """An image grid larger than 64x64 pixels (photo-sized: the defaults scale with it)."""
+    h, w = np.shape(image)[:2]
+    return h * w > LARGE_SIDE * LARGE_SIDE
 
 
 def _import_shap():
@@ -104,17 +115,23 @@ class KernelShap(Explainer):
         fills, weights = self._background(model, n_background, shap)
         out = []
         for sample, target in zip(samples, targets):
-            groups = None
+            groups, budget, seg = None, n_samples, segmentation
             if model.modality is Modality.IMAGE:
-                groups = image_segments(sample.image, segmentation, patch_size, n_segments, seed)
+                if large_image(sample.image):         # the defaults scale with the image
+                    if segmentation == PATCHES and patch_size == DEFAULT_PATCH:
+                        seg = SUPERPIXELS
+                    budget = n_samples or LARGE_IMAGE_BUDGET - 2     # shap adds f(x) and f(all absent)
+                groups = image_segments(sample.image, seg, patch_size, n_segments, seed)
                 m = int(groups.max()) + 1
             else:
                 m = sample.n_units
             game = _Game(model, sample, target, groups, fills, weights)
-            values, base, exact, nsamples, l1 = self._run(shap, game, m, n_samples, l1_reg, seed)
+            values, base, exact, nsamples, l1 = self._run(shap, game, m, budget, l1_reg, seed)
             extras = {"n_units": m, "n_evaluations": game.evaluations, "exact": exact, "n_coalitions": nsamples,
                       "shap_l1_reg": str(l1),
                       "f_x": base + float(values.sum()), "background_rows": len(game.fills)}
+            if groups is not None:
+                extras["segmentation"] = seg
             if groups is not None:
                 scores = values[groups]
                 extras.update(unit_scores=values, segments=groups)

