@@ -78,3 +78,4 @@ class Capability(_StrEnum):
 class ResultKind(_StrEnum):
     ATTRIBUTION = "attribution"    # one score per input unit (pixel, token, feature)
     ATTENTION = "attention"        # [layers, heads, T, T] token-to-token matrices
+    GENERATION = "generation"      # [answer tokens, prompt units] scores of a language model's answer

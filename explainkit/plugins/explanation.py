@@ -134,8 +134,9 @@ class Explanation:
         if int(version) > FORMAT_VERSION:
             raise DataError(f"Explanation format {version} is newer than this explainkit understands.",
                             "upgrade explainkit.")
-        klass = {"Explanation": Explanation, "AttentionExplanation": AttentionExplanation}.get(
-            d.pop("class", "Explanation"), Explanation)
+        from explainkit.plugins.generation import GenerationExplanation
+        klass = {"Explanation": Explanation, "AttentionExplanation": AttentionExplanation,
+                 "GenerationExplanation": GenerationExplanation}.get(d.pop("class", "Explanation"), Explanation)
         for k in _ARRAYS:
             if d.get(k) is not None:
                 try:
@@ -273,7 +274,8 @@ _EXPLANATION_SCHEMA = {
     "required": ["scores", "modality"],
     "$defs": {"nums": _NUMS},
     "properties": {
-        "format_version": {"type": "integer"}, "class": {"enum": ["Explanation", "AttentionExplanation"]},
+        "format_version": {"type": "integer"}, "class": {"enum": ["Explanation", "AttentionExplanation",
+                                                                    "GenerationExplanation"]},
         "scores": {"$ref": "#/$defs/nums"}, "attributions": {"$ref": "#/$defs/nums"},
         "probabilities": {"$ref": "#/$defs/nums"}, "image": {"$ref": "#/$defs/nums"},
         "feature_values": {"$ref": "#/$defs/nums"}, "matrices": {"$ref": "#/$defs/nums"},

@@ -208,6 +208,10 @@ class ExplainerSpec:
         if model.task not in self.tasks:
             return (f"{self.name} supports {', '.join(sorted(t.value for t in self.tasks))}; "
                     f"this model does {model.task.value}.")
+        if (self.result is ResultKind.GENERATION) != bool(getattr(model, "generates", False)):
+            return (f"{self.name} explains language models' answers; this model is a classifier or regressor."
+                    if self.result is ResultKind.GENERATION else
+                    f"{self.name} explains classifiers and regressors; this model is a language model.")
         missing = self.requires - set(model.capabilities)
         if missing:
             return (f"{self.name} requires {', '.join(sorted(c.value for c in missing))}, which this model "

