@@ -9,6 +9,7 @@ from explainkit.errors import ExplainKitError, ModelError, UnknownNameError
 
 __all__ = ["model_pool", "black_box", "raw_inputs", "model_state", "N_SAMPLES"]
 
+MAX_SIDE = 64          # the default pool's largest image side
 N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
 
 
@@ -26,7 +27,13 @@ def model_pool(models) -> list:
 
     if models is None:
         from explainkit.models import zoo
-        models = zoo._loadable_sample_names()     # optional families need their packages
+        from explainkit.models.checkpoint import read_config
+
+        # optional families need their packages; photo-size models (224x224 ImageNet) are left out of the
+        # default pool, where a perturbation explainer at its defaults would take minutes: pass
+        # models=["imagenet-efficientnet-lite0"] to check on one
+        models = [n for n in zoo._loadable_sample_names()
+                  if max((read_config(zoo.sample_models_dir() / n).get("input_shape") or [0, 0, 0])[1:]) <= MAX_SIDE]
         pool = [(m, raw_inputs(m, N_SAMPLES)) for m in (zoo.load_sample(n) for n in models)]
         tab = [m for m, _ in pool if m.modality is Modality.TABULAR and m.classes]
         if tab:
