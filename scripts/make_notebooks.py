@@ -406,6 +406,21 @@ NOTEBOOKS = {
 }
 
 
+def _cell_modules() -> None:
+    """Notebooks whose cells live in ``scripts/notebooks/nbNN_*.py`` (``CELLS = [...]``), one module each:
+    the file's stem names the notebook (``nb06_explain_a_language_model.py`` -> ``notebooks/06_explain_...``)."""
+    import importlib.util
+
+    for path in sorted((ROOT / "scripts" / "notebooks").glob("nb[0-9][0-9]_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_nb_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        NOTEBOOKS[f"notebooks/{path.stem[2:]}.ipynb"] = mod.CELLS
+
+
+_cell_modules()
+
+
 def build(cells, stem: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
