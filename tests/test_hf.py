@@ -6,10 +6,13 @@ sentences, so the model is not constant. Skipped when transformers or the MiniLM
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import unicodedata
+from html import unescape
 
 import numpy as np
 import pytest
@@ -25,7 +28,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 
 import explainkit as ek  # noqa: E402
 from explainkit.data.tokenizer import Tokenizer  # noqa: E402
-from explainkit.errors import MissingDependencyError, ModelError, TextLengthWarning  # noqa: E402
+from explainkit.errors import (  # noqa: E402
+    DataError,
+    MissingDependencyError,
+    ModelError,
+    TextLengthWarning,
+    UnknownNameError,
+)
 from explainkit.models.adapter import UnknownTokensWarning  # noqa: E402
 from explainkit.models.hf import HFModel  # noqa: E402
 
@@ -179,7 +188,7 @@ def test_perturbation_explainers_never_mask_specials(model, hf):
     handle = hf.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["input_ids"].detach().clone()),
                                           with_kwargs=True)
     try:
-        runs = {"kernel_shap": ek.explain(model, TEXT, "kernel_shap"),     # 8 tokens: every coalition (exact)
+        runs = {"kernel_shap": ek.explain(model, TEXT, "kernel_shap"),     # 6 pieces: every coalition (exact)
                 "lime": ek.explain(model, TEXT, "lime", n_samples=64),
                 "occlusion": ek.explain(model, TEXT, "occlusion")}
         none = model.predict_masked(s, np.zeros((1, s.n_units)))
@@ -188,19 +197,95 @@ def test_perturbation_explainers_never_mask_specials(model, hf):
     rows = torch.cat([x[:, :len(s.tokens)] for x in seen if x.shape[1] >= len(s.tokens)])
     assert len(rows) > 10 and (rows[:, 0] == cls_id).all() and (rows[:, -1] == sep_id).all()
     assert ((rows[:, 1:-1] == model.tokenizer.pad_id).any(dim=1)).any()       # pieces were masked
+    n_pieces = len(s.meta["units"])
     for name, e in runs.items():
         assert e.scores.shape == (s.n_units,) and np.isfinite(e.scores).all(), name
-    # the same ids in differently sized batches: only float rounding (~1e-7) separates a special's two outputs
-    occ = runs["occlusion"].scores
-    assert max(abs(occ[0]), abs(occ[-1])) <= 1e-5 and np.abs(occ[1:-1]).max() > 1e-4
-    # exact Shapley values: a token that masking never changes is a dummy player, worth 0
-    shap_scores = runs["kernel_shap"].scores
-    assert runs["kernel_shap"].extras["exact"] and max(abs(shap_scores[0]), abs(shap_scores[-1])) <= 1e-4
-    assert np.abs(shap_scores[1:-1]).max() > 1e-3
+        assert e.scores[0] == 0.0 == e.scores[-1] and e.unscored == [0, s.n_units - 1], name   # never scored
+        assert [u for u, _ in e.top_k(s.n_units)] == [s.tokens[k] for k in sorted(
+            s.meta["units"], key=lambda k: -abs(e.scores[k]))], name               # and never ranked
+    assert np.abs(runs["occlusion"].scores[1:-1]).max() > 1e-4
+    # the specials are not players: shap plays the 6 pieces (all 62 coalitions), lime weighs only them
+    shap_e, lime_e = runs["kernel_shap"], runs["lime"]
+    assert shap_e.extras["exact"] and shap_e.extras["n_units"] == n_pieces and shap_e.extras["n_coalitions"] == 62
+    f_x = model.predict([TEXT])[0, shap_e.target]
+    assert shap_e.base_value + shap_e.scores.sum() == pytest.approx(f_x, abs=1e-6)   # efficiency over the pieces
+    assert np.abs(shap_e.scores[1:-1]).max() > 1e-3
+    assert lime_e.extras["n_players"] == n_pieces and set(lime_e.extras["selected"]) <= set(s.meta["units"])
     assert none.shape == (1, 2)
     for name in ("saliency", "input_x_gradient", "smoothgrad", "gradient_shap"):
         e = ek.explain(model, TEXT, name, **({"n_samples": 4} if name in ("smoothgrad", "gradient_shap") else {}))
         assert e.scores[0] == 0.0 == e.scores[-1] and np.abs(e.scores[1:-1]).max() > 0, name
+
+
+def test_explanation_carries_the_words_and_by_words_sums_pieces(model, tmp_path):
+    text = TEXTS[2]                                             # "an unbelievably naïve, charmless mess"
+    s = model.prepare(text)
+    e = ek.explain(model, text, "saliency")
+    assert e.words == s.meta["words"] and e.unscored == [0, s.n_units - 1] and e.has_pieces
+    words = e.by_words()
+    assert [w.word for w in words] == ["an", "unbelievably", "naïve", ",", "charmless", "mess"]
+    for w in words:
+        assert w.word == text[w.start:w.end] and w.score == pytest.approx(float(e.scores[w.pieces].sum()), abs=1e-12)
+    assert sum(len(w.pieces) for w in words) == s.n_units - 2      # every piece in one word, no special
+    assert e.top_k(2, words=True) == sorted([(w.word, w.score) for w in words], key=lambda t: -abs(t[1]))[:2]
+    for back in (ek.Explanation.from_dict(json.loads(e.to_json())), ek.Explanation.load(e.save(tmp_path / "e"))):
+        assert back.words == e.words and back.unscored == e.unscored and back.by_words() == words
+    bad = e.to_dict()
+    bad["words"][1][0] = "believably"                           # a word that is not its characters
+    with pytest.raises(DataError, match="word"):
+        ek.Explanation.from_dict(bad)
+
+
+def _spans(html: str) -> tuple[list[str], str]:
+    """The highlighted spans' texts and the whole text as a reader sees it (tags removed)."""
+    body = html[html.index('<div class="ek-text">'):]
+    body = body[:body.index("</div>")]
+    spans = [unescape(t) for t in re.findall(r'<span class="ek-tok"[^>]*>([^<]*)</span>', body)]
+    return spans, unescape(re.sub(r"<[^>]+>", "", body))
+
+
+def test_word_mode_highlights_are_the_words_of_the_text(model):
+    from explainkit.views import render
+
+    for text in TEXTS:
+        e = ek.explain(model, text, "input_x_gradient")
+        words, seen = _spans(render.to_html(e, units="words"))
+        assert words == [text[a:b] for _, a, b, _ in e.words] == [w.word for w in e.by_words()]
+        assert seen == text                                     # on the user's own characters, nothing added
+        pieces, seen = _spans(render.to_html(e))                # default: the pieces, without [CLS]/[SEP]
+        assert seen == text and len(pieces) == len(e.tokens) - 2 and "[CLS]" not in pieces
+        assert "".join(pieces).replace(" ", "") == "".join(words).replace(" ", "")
+    assert "signed, words view" in e.to_html(units="words") and e.to_html() == render.to_html(e)
+    assert e.to_png(units="words")[:4] == b"\x89PNG"
+    with pytest.raises(UnknownNameError, match="pieces, words"):
+        render.to_html(e, units="letters")
+
+
+def test_dashboard_switches_between_pieces_and_words(model, sst2_transformer, load_data):
+    pytest.importorskip("anywidget")
+    d = ek.Dashboard(model, TEXTS, methods=["saliency"], quality=False)
+    assert d.wait(60)
+    d.b.grid.selected = 2
+    assert d.wait(60)
+    view, switch = d.e.view, d.e.units
+    assert switch.layout.display is None and view.payload["units"] == "pieces"     # shown: words have pieces
+    pieces = view.payload["tokens"]
+    assert "[CLS]" not in pieces and len(pieces) == len(d.last_explanation.tokens) - 2
+    switch.value = "words"                                      # the user clicks "words"
+    p = view.payload
+    assert view.units == "words" and p["units"] == "words" and p["tokens"] != pieces
+    assert [p["text"][a:b] for a, b in p["offsets"]] == p["tokens"] == [w.word for w in d.last_explanation.by_words()]
+    assert np.allclose(p["scores"], [w.score for w in d.last_explanation.by_words()], atol=1e-6)
+    assert _spans(d.export_html())[0] == p["tokens"]           # the export follows the switch
+    switch.value = "pieces"
+    assert view.payload["tokens"] == pieces
+    # a word-level tokenizer: every unit is already a word, so there is nothing to switch
+    w = ek.Dashboard(sst2_transformer, load_data("sst2-transformer").subset(range(4)), methods=["saliency"],
+                     quality=False)
+    assert w.wait(60)
+    w.b.grid.selected = 0
+    assert w.wait(60)
+    assert w.e.units.layout.display == "none" and "units" not in w.e.view.payload
 
 
 def test_pipeline(hf, tok, model):
@@ -279,6 +364,13 @@ def test_mostly_unknown_tokens_warn_with_the_share():
     m = ek.wrap(Tiny(), modality="text", classes=["neg", "pos"], tokenizer=tok)
     with pytest.warns(UnknownTokensWarning, match=r"80% of the text's 5 tokens.*tokenizer="):
         m.prepare("a gripping beautifully acted movie")
+
+
+def test_hf_tokenizer_that_maps_the_text_to_unk_warns(hf):
+    with pytest.warns(UnknownTokensWarning, match=r"100% of the text's \d+ tokens.*tokenizer=AutoTokenizer"):
+        m = ek.wrap(hf, tokenizer=_tiny_tokenizer(30522))     # the right size, not the model's vocabulary:
+    s = m.prepare("a gripping beautifully acted film")          # wrap() warns on its probe text, once
+    assert s.tokens == ["[UNK]"] * 5 and s.meta["units"] == list(range(5))
 
 
 def test_missing_hf_extra(hf, tok, monkeypatch):

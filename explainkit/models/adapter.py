@@ -169,24 +169,36 @@ class ModelAdapter:
         return self._to_tensor(np.ascontiguousarray(chw, dtype=np.float32))
 
     def _prepare_text(self, raw, label, index) -> Sample:
+        self._check_text(raw)
+        enc = self.tokenizer.encode(raw)
+        meta = self.tokenizer.text_meta(raw, enc) if hasattr(self.tokenizer, "text_meta") else None
+        return self._text_sample(raw, enc, label, index, meta=meta)   # (sub-word tokenizers add "words")
+
+    @staticmethod
+    def _check_text(raw) -> None:
+        """A text input is a non-empty string of a sane size (one clear error otherwise)."""
         if not isinstance(raw, str):
             raise ShapeError(f"A text model takes a string; got {type(raw).__name__}.", "pass the text as str.")
         if not raw.strip():
             raise InputError("The text is empty.", "pass a non-empty string with at least one word.")
         check_text_size(raw)
-        enc = self.tokenizer.encode(raw)
+
+    def _text_sample(self, raw, enc, label, index, special=None, meta=None) -> Sample:
+        """The shared tail of text preparation: no tokens is an error, truncation and mostly-unknown tokens
+        warn, then the Sample. ``special`` flags tokens that are not units (left out of the unknown share)."""
         if not enc.ids:
             raise InputError(f"The text {raw[:40]!r} has no tokens the tokenizer recognises.",
                              "pass text with at least one word.")
         if enc.truncated:
-            warnings.warn(TextLengthWarning(
-                f"Text of {self.tokenizer.count(raw) if hasattr(self.tokenizer, 'count') else 'many'} tokens"
-                f" was truncated to the model's maximum of {self.max_len} tokens."), stacklevel=3)
-        self._check_unknown(enc.ids)
+            n = self.tokenizer.count(raw) if hasattr(self.tokenizer, "count") else "many"
+            extra = " (special tokens included)" if special is not None else ""
+            warnings.warn(TextLengthWarning(f"Text of {n} tokens was truncated to the model's maximum of "
+                                            f"{self.max_len} tokens{extra}."), stacklevel=4)
+        self._check_unknown(enc.ids if special is None else [i for i, f in zip(enc.ids, special) if not f])
         tensor = self._to_tensor(np.asarray(enc.ids, dtype=np.int64))
         return Sample(raw=raw, tensor=tensor, modality=Modality.TEXT, label=label, index=index,
                       tokens=list(enc.tokens), offsets=[tuple(o) for o in enc.offsets],
-                      meta={"truncated": enc.truncated})
+                      meta={"truncated": enc.truncated, **(meta or {})})
 
     def _check_unknown(self, ids) -> None:
         """Warn (once per model) when most of a text's tokens are the tokenizer's unknown token.
@@ -209,7 +221,7 @@ class ModelAdapter:
                 " so its explanations mean little."
                 " Fix: pass the tokenizer the model was trained with, tokenizer=..., to wrap()"
                 " (for a Hugging Face model, tokenizer=AutoTokenizer.from_pretrained(<the model's path>))."),
-                stacklevel=4)
+                stacklevel=5)
 
     def _prepare_row(self, raw, label, index) -> Sample:
         if hasattr(raw, "to_numpy"):           # a pandas Series

@@ -11,7 +11,10 @@ Units. A sample's ``tokens`` are exactly the sequence the model reads, special t
 attention is ``[layers, heads, T, T]`` over every token. Special tokens ([CLS], [SEP], ``<s>``, a chat
 template's markers) get zero-width offsets and are never units: every forward pass puts them back
 (masking cannot remove them), and their embedding output is held constant, so gradient methods give
-them exactly zero and perturbation methods never see them changed. Word pieces are the units.
+them exactly zero and perturbation methods never see them changed; SHAP and LIME play only
+``meta["units"]``, and an :class:`~explainkit.plugins.explanation.Explanation` lists the specials in
+``unscored`` with a score of exactly 0. Word pieces are the units; the Explanation carries
+``meta["words"]``, so that every text view can also show words (the sums of their pieces).
 
 ``sample.meta`` carries, for text samples of an HF model:
 
@@ -27,7 +30,6 @@ transformers is imported here only, never by ``import explainkit``; it is the ``
 from __future__ import annotations
 
 import importlib
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -35,9 +37,9 @@ import numpy as np
 
 from explainkit.concurrency import MODEL_LOCK
 from explainkit.data.samples import Sample
-from explainkit.data.tokenizer import Encoding, check_text_size
+from explainkit.data.tokenizer import Encoding
 from explainkit.enums import Modality, Task
-from explainkit.errors import InputError, MissingDependencyError, ModelError, ShapeError, TextLengthWarning
+from explainkit.errors import InputError, MissingDependencyError, ModelError, ShapeError
 from explainkit.models.torch_model import TorchModel, _as_keep, _unique_rows
 
 __all__ = ["HFModel", "HFTokenizer", "hf_kind", "wrap_hf", "INSTALL"]
@@ -263,26 +265,11 @@ class HFModel(TorchModel):
 
     # -- inputs -----------------------------------------------------------------------------------
     def _prepare_text(self, raw, label, index) -> Sample:
-        if not isinstance(raw, str):
-            raise ShapeError(f"A text model takes a string; got {type(raw).__name__}.", "pass the text as str.")
-        if not raw.strip():
-            raise InputError("The text is empty.", "pass a non-empty string with at least one word.")
-        check_text_size(raw)
+        self._check_text(raw)
         enc, special, wids = self.tokenizer.encode_full(raw)
-        if not enc.ids:
-            raise InputError(f"The text {raw[:40]!r} has no tokens the tokenizer recognises.",
-                             "pass text with at least one word.")
-        if enc.truncated:
-            warnings.warn(TextLengthWarning(
-                f"Text of {self.tokenizer.count(raw)} pieces was truncated to the model's maximum of "
-                f"{self.max_len} tokens (special tokens included)."), stacklevel=4)
-        self._check_unknown([i for i, s in zip(enc.ids, special) if not s])
-        tensor = self._to_tensor(np.asarray(enc.ids, dtype=np.int64))
-        meta = {"truncated": enc.truncated, "special": special,
-                "units": [k for k, s in enumerate(special) if not s],
+        meta = {"special": special, "units": [k for k, s in enumerate(special) if not s],
                 "words": _words(raw, enc.offsets, special, wids)}
-        return Sample(raw=raw, tensor=tensor, modality=Modality.TEXT, label=label, index=index,
-                      tokens=list(enc.tokens), offsets=[tuple(o) for o in enc.offsets], meta=meta)
+        return self._text_sample(raw, enc, label, index, special=special, meta=meta)
 
     @staticmethod
     def _special_flags(sample: Sample) -> np.ndarray:

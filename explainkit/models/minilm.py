@@ -121,6 +121,20 @@ class MiniLMTokenizer:
         ids = [self.cls_id] + ids + [self.sep_id]
         return Encoding(ids, self._hf.convert_ids_to_tokens(ids), [(0, 0)] + offs + [(end, end)], truncated)
 
+    def text_meta(self, text: str, enc: Encoding) -> dict:
+        """``{"words": ...}`` for a sample: the base tokenizer's words over ``enc``'s pieces, as
+        ``(text[start:end], start, end, [piece indices])`` (see :mod:`explainkit.models.hf`). [CLS] and
+        [SEP] stay units of this model (masked and scored, as it was trained and checked), in no word."""
+        from explainkit.models.hf import _words
+
+        if not enc.ids:
+            return {}
+        n = len(enc.ids) - 2
+        wids = self._hf(text, add_special_tokens=False, return_offsets_mapping=False,
+                        return_attention_mask=False, return_token_type_ids=False).word_ids()[:n]
+        special = [True] + [False] * n + [True]
+        return {"words": _words(text, enc.offsets, special, [None, *wids, None])}
+
     def to_config(self) -> dict:
         return {"type": TOKENIZER_TYPE, "base": self.base, "base_version": base_version(),
                 "max_len": self.max_len, "lowercase": True}

@@ -6,17 +6,27 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from explainkit.enums import Modality, ResultKind, Task
 from explainkit.errors import DataError, ExplainKitError, ParameterError
 
-__all__ = ["Explanation", "AttentionExplanation", "Explanations", "FORMAT_VERSION"]
+__all__ = ["Explanation", "AttentionExplanation", "Explanations", "WordScore", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _ARRAYS = ("scores", "attributions", "probabilities", "image", "feature_values", "matrices")
+
+
+class WordScore(NamedTuple):
+    """One word of a text explanation: its characters ``text[start:end]``, the sum of its pieces' scores."""
+
+    word: str
+    start: int
+    end: int
+    score: float
+    pieces: list[int]
 
 
 @dataclass(repr=False, eq=False)
@@ -30,6 +40,9 @@ class Explanation:
     - The prediction: ``target`` (class explained), ``prediction`` (class index or value),
       ``probabilities`` (classification), ``base_value`` where the method has one.
     - Provenance: ``method``, ``params``, ``seed``, ``timings``, ``versions``, ``model_name``, ``model_hash``.
+    - Sub-word text (Hugging Face models): ``words`` maps pieces to words, ``[word, start, end, [piece
+      indices]]`` with ``word == text[start:end]`` (:meth:`by_words` sums the pieces); ``unscored`` lists the
+      tokens the model reads that are never units ([CLS], [SEP]): their score is 0 and no view ranks them.
     """
 
     scores: np.ndarray
@@ -59,24 +72,38 @@ class Explanation:
     model_name: str | None = None
     model_hash: str | None = None
     extras: dict = field(default_factory=dict)
+    words: list | None = None
+    unscored: list[int] | None = None
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float64)
         self.modality = Modality.parse(self.modality)
         self.kind = ResultKind.parse(self.kind)
         self.task = Task.parse(self.task)
+        if self.words is not None:
+            self.words = [(str(w), int(a), int(b), [int(k) for k in ks]) for w, a, b, ks in self.words]
+        if self.unscored is not None:
+            self.unscored = sorted(int(k) for k in self.unscored)
 
     # -- construction for plugins ----------------------------------------------------------------
     @classmethod
     def from_sample(cls, sample, scores, *, attributions=None, base_value=None, **extra) -> "Explanation":
         """Build a result for a :class:`~explainkit.Sample`, copying its rendering context."""
         text = sample.raw if sample.modality is Modality.TEXT else None
-        return cls(scores=scores, modality=sample.modality,
-                   attributions=None if attributions is None else np.asarray(attributions, dtype=np.float64),
-                   base_value=None if base_value is None else float(base_value), label=_plain(sample.label),
-                   image=sample.image, text=text, tokens=sample.tokens, offsets=sample.offsets,
-                   feature_names=sample.feature_names, feature_values=sample.feature_values,
-                   sample_index=sample.index, **extra)
+        meta = sample.meta if isinstance(sample.meta, dict) else {}
+        words = meta.get("words") if text is not None else None
+        special = meta.get("special") if text is not None else None
+        unscored = [k for k, f in enumerate(special) if f] if special is not None and any(special) else None
+        exp = cls(scores=scores, modality=sample.modality,
+                  attributions=None if attributions is None else np.asarray(attributions, dtype=np.float64),
+                  base_value=None if base_value is None else float(base_value), label=_plain(sample.label),
+                  image=sample.image, text=text, tokens=sample.tokens, offsets=sample.offsets,
+                  feature_names=sample.feature_names, feature_values=sample.feature_values,
+                  sample_index=sample.index, words=words, unscored=unscored, **extra)
+        if unscored and exp.kind is not ResultKind.ATTENTION and exp.scores.shape == (len(special),):
+            exp.scores = exp.scores.copy()        # (the plugin's own array is left alone)
+            exp.scores[unscored] = 0.0            # special tokens are never units: no method scores them
+        return exp
 
     # -- summaries ----------------------------------------------------------------------------------
     @property
@@ -89,17 +116,46 @@ class Explanation:
         h, w = self.scores.shape[:2]
         return [f"{r},{c}" for r in range(h) for c in range(w)]
 
-    def top_k(self, k: int = 5, by: str = "abs") -> list[tuple[str, float]]:
-        """The k most important units as (unit, score); ``by`` is 'abs', 'positive' or 'negative'."""
+    def top_k(self, k: int = 5, by: str = "abs", words: bool = False) -> list[tuple[str, float]]:
+        """The k most important units as (unit, score); ``by`` is 'abs', 'positive' or 'negative'.
+
+        Unscored tokens ([CLS], [SEP]) are never listed; ``words=True`` ranks words (sums of their pieces)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ParameterError(f"top_k takes a count of units, not {k!r}.", "pass k=5, say (0 or more).")
-        flat = self.scores.reshape(-1)
+        if words:
+            ws = self.by_words()
+            units, flat = [w.word for w in ws], np.asarray([w.score for w in ws], dtype=np.float64)
+        else:
+            units, flat = self.units, self.scores.reshape(-1)
         key = {"abs": -np.abs(flat), "positive": -flat, "negative": flat}.get(by) if isinstance(by, str) else None
         if key is None:
             raise ParameterError(f"Unknown ordering {by!r}.", "use by='abs', 'positive' or 'negative'.")
-        order = np.argsort(key, kind="stable")[:k]
-        units = self.units
-        return [(units[i], float(flat[i])) for i in order]
+        order = np.argsort(key, kind="stable")
+        if self.unscored and not words:
+            order = order[~np.isin(order, self.unscored)]
+        return [(units[i], float(flat[i])) for i in order[:k]]
+
+    @property
+    def has_pieces(self) -> bool:
+        """Whether some word of the text is several units (sub-word pieces), so a words view differs."""
+        return bool(self.words) and any(len(ks) > 1 for *_, ks in self.words)
+
+    def by_words(self) -> list[WordScore]:
+        """Word-level scores: each word's characters ``text[start:end]`` and the sum of its pieces' scores.
+
+        Without a piece-to-word mapping (word-level tokenizers) every scored token is its own word."""
+        if self.modality is not Modality.TEXT or self.scores.ndim != 1:
+            raise ParameterError(f"by_words() needs a text explanation; this one is {self.modality.value}.",
+                                 "call it on a text model's explanation, or use top_k().")
+        s = self.scores
+        if self.words is not None:
+            return [WordScore(w, a, b, float(s[ks].sum()), list(ks)) for w, a, b, ks in self.words]
+        skip = set(self.unscored or ())
+        offs = self.offsets or [(0, 0)] * len(s)
+        toks = self.tokens or [str(k) for k in range(len(s))]
+        text = self.text
+        return [WordScore(text[a:b] if text is not None and b > a else str(toks[k]), int(a), int(b), float(s[k]),
+                          [k]) for k, (a, b) in enumerate(offs[:len(s)]) if k not in skip]
 
     @property
     def target_label(self) -> str:
@@ -146,6 +202,8 @@ class Explanation:
                                     "re-create it with Explanation.to_dict().") from None
         if d.get("offsets") is not None:
             d["offsets"] = [tuple(o) for o in d["offsets"]]
+        if d.get("words") is not None:
+            d["words"] = [(w, a, b, list(ks)) for w, a, b, ks in d["words"]]
         fields = klass.__dataclass_fields__
         try:
             return klass(**{k: v for k, v in d.items() if k in fields})
@@ -193,14 +251,15 @@ class Explanation:
         from explainkit.views import render
         return render.plot(self, ax=ax, view=view, **kwargs)
 
-    def to_png(self, path=None, view: str = "signed", dpi: int = 100) -> bytes:
+    def to_png(self, path=None, view: str = "signed", dpi: int = 100, units: str = "pieces") -> bytes:
         from explainkit.views import render
-        return render.to_png(self, path=path, view=view, dpi=dpi)
+        return render.to_png(self, path=path, view=view, dpi=dpi, units=units)
 
-    def to_html(self, view: str = "signed") -> str:
-        """A self-contained HTML fragment (inline image/CSS, all strings escaped)."""
+    def to_html(self, view: str = "signed", units: str = "pieces") -> str:
+        """A self-contained HTML fragment (inline image/CSS, all strings escaped); text ``units``: 'pieces'
+        or 'words' (each word the sum of its pieces, on the text's own characters)."""
         from explainkit.views import render
-        return render.to_html(self, view=view)
+        return render.to_html(self, view=view, units=units)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -266,8 +325,8 @@ def _jsonable(v):
 
 
 _NUM = {"type": ["number", "null"]}
-_NUMS = {"anyOf": [{"type": "null"}, {"type": "number"},
-                   {"type": "array", "items": {"$ref": "#/$defs/nums"}}]}
+# arrays are checked by numpy in _validate_dict: a per-element schema costs seconds on a [T, 384] attribution
+_NUMS = {"type": ["null", "number", "array"]}
 _STRS = {"type": ["array", "null"], "items": {"type": ["string", "integer"]}}
 _EXPLANATION_SCHEMA = {
     "type": "object",
@@ -289,8 +348,26 @@ _EXPLANATION_SCHEMA = {
         "params": {"type": "object"}, "timings": {"type": "object"}, "versions": {"type": "object"},
         "extras": {"type": "object"}, "model_name": {"type": ["string", "null"]},
         "model_hash": {"type": ["string", "null"]},
+        "unscored": {"type": ["array", "null"], "items": {"type": "integer", "minimum": 0}},
+        "words": {"type": ["array", "null"], "items": {
+            "type": "array", "prefixItems": [{"type": "string"}, {"type": "integer", "minimum": 0},
+                                             {"type": "integer", "minimum": 0},
+                                             {"type": "array", "items": {"type": "integer", "minimum": 0}}],
+            "minItems": 4, "maxItems": 4}},
     },
 }
+
+
+def _numeric(v) -> bool:
+    """A number or a rectangular (nested) array of numbers, booleans excluded."""
+    try:
+        a = np.asarray(v)
+    except (TypeError, ValueError):
+        return False
+    if a.dtype.kind in "iuf" or (a.size == 0 and a.dtype.kind != "b"):
+        return True
+    return a.dtype.kind == "O" and all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+                                       for x in a.reshape(-1))      # null entries read back as NaN
 
 
 def _validate_dict(d) -> None:
@@ -315,11 +392,11 @@ def _validate_dict(d) -> None:
         field = ".".join(str(p) for p in e.absolute_path) or "(top level)"
         raise DataError(f"Not a valid explanation: field {field!r}: {e.message[:120]}.",
                         "re-create it with Explanation.to_dict().")
-    try:
-        scores = np.asarray(d["scores"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError("Not a valid explanation: 'scores' is not a rectangular array of numbers.",
-                        "re-create it with Explanation.to_dict().") from None
+    for k in _ARRAYS:
+        if d.get(k) is not None and not _numeric(d[k]):
+            raise DataError(f"Not a valid explanation: {k!r} is not a rectangular array of numbers.",
+                            "re-create it with Explanation.to_dict().")
+    scores = np.asarray(d["scores"], dtype=np.float64)
     n = scores.size
     tokens, offsets, text = d.get("tokens"), d.get("offsets"), d.get("text")
     if d.get("modality") == "text" and tokens is not None and d.get("class", "Explanation") == "Explanation" \
@@ -328,6 +405,14 @@ def _validate_dict(d) -> None:
                         "re-create it with Explanation.to_dict().")
     if offsets is not None and text is not None and any(a > b or b > len(text) for a, b in offsets):
         raise DataError("Not a valid explanation: an offset lies outside its text.",
+                        "re-create it with Explanation.to_dict().")
+    words, unscored = d.get("words"), d.get("unscored")
+    if words is not None and (text is None or any(a > b or b > len(text) or text[a:b] != w for w, a, b, _ in words)
+                              or any(k >= n for *_, ks in words for k in ks)):
+        raise DataError("Not a valid explanation: a word does not match its text or names a piece it lacks.",
+                        "re-create it with Explanation.to_dict().")
+    if unscored is not None and any(k >= n for k in unscored):
+        raise DataError(f"Not a valid explanation: an unscored token lies beyond its {n} scores.",
                         "re-create it with Explanation.to_dict().")
     classes, target = d.get("classes"), d.get("target")
     if classes and target is not None and not 0 <= target < len(classes):

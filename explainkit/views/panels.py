@@ -126,6 +126,7 @@ class PanelsMixin:
     def _show_comparison(self, index, names, exps) -> None:
         normed, vmax, rho = st.shared_scale(exps)
         for k, view in enumerate(self.c.views):
+            view.units = self._units()                    # the main view's pieces | words choice
             if k < len(exps):
                 shown = st.with_scores(exps[k], normed[k])
                 view.show(shown, f"{index}|{names[k]}|compare", vmax=vmax)
@@ -160,19 +161,23 @@ class PanelsMixin:
         from explainkit.views import render
         exp = self._require_explanation()
         self.history.append({"event": "export", "format": "png", "path": None if path is None else str(path)})
-        return render.to_png(exp, path=path, view=self.e.mode.value)
+        return render.to_png(exp, path=path, view=self.e.mode.value, units=self._units())
 
     def export_html(self, path=None) -> str:
         """The current explanation as a self-contained HTML fragment (render.to_html); written if ``path``."""
         from explainkit.views import render
         exp = self._require_explanation()
-        html = render.to_html(exp, view=self.e.mode.value)
+        html = render.to_html(exp, view=self.e.mode.value, units=self._units())
         self.history.append({"event": "export", "format": "html", "path": None if path is None else str(path)})
         if path is not None:
             page = render.html_page(html, title=f"{exp.method} — {self.model.name}") \
                 if hasattr(render, "html_page") else html
             Path(path).write_text(page, encoding="utf-8")
         return html
+
+    def _units(self) -> str:
+        """The text views' units ('pieces' or 'words'), as the main view's switch shows them."""
+        return getattr(self.e.view, "units", "pieces")
 
     def _require_explanation(self):
         if self.last_explanation is None:

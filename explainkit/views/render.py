@@ -15,6 +15,7 @@ import numpy as np
 
 from explainkit.enums import Modality, ResultKind, Task, _StrEnum
 from explainkit.errors import ExplainKitError, MissingDependencyError, ParameterError
+from explainkit.views.units import Units, has_words, shown
 from explainkit.visible import visible
 
 __all__ = ["View", "colors", "scale", "plot", "waterfall", "image_png", "rgb_png", "to_png", "to_html", "html_page",
@@ -82,14 +83,14 @@ def _ink(rgba) -> str:
     return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "#ffffff"
 
 
-def _legend(view: View, vmax: float) -> dict:
-    """A CSS gradient and its end labels, for HTML colour keys."""
+def _legend(view: View, vmax: float, units: str | None = None) -> dict:
+    """A CSS gradient and its end labels, for HTML colour keys (``units``: 'words' or 'pieces', if a choice)."""
     stops = np.linspace(0, 1, 9)
     cmap = _mpl().colormaps[_CMAPS[view]]
     css = ", ".join("#%02x%02x%02x" % tuple(int(round(c * 255)) for c in cmap(t)[:3]) for t in stops)
     low = f"{-vmax:.3g}" if view is View.SIGNED else "0"
     return {"gradient": f"linear-gradient(to right, {css})", "low": low, "high": f"{vmax:.3g}",
-            "view": view.value}
+            "view": view.value if units is None else f"{view.value}, {units}"}
 
 
 # -- matplotlib -------------------------------------------------------------------------------------
@@ -130,9 +131,11 @@ def plot(exp, ax=None, view="signed", **kw):
     """Draw an explanation with matplotlib; returns the Figure.
 
     Options: ``alpha`` (image overlay, 0.7), ``vmax`` (shared colour scale), ``max_features``
-    (tabular bars, 20), ``layer``/``head`` (attention, -1/'mean'), ``title``.
+    (tabular bars, 20), ``layer``/``head`` (attention, -1/'mean'), ``title``, ``units`` (text: 'pieces',
+    the default, or 'words', each word the sum of its pieces; see :mod:`explainkit.views.units`).
     """
     view = View.parse(view)
+    exp = shown(exp, kw.get("units", Units.PIECES))
     if exp.kind is ResultKind.ATTENTION and getattr(exp, "matrices", None) is not None:
         return _plot_attention(exp, ax, layer=kw.get("layer", -1), head=kw.get("head", "mean"),
                                title=kw.get("title"))
@@ -410,19 +413,21 @@ def _text_pieces(exp, view: View, vmax) -> list[dict]:
     return pieces
 
 
-def to_html(exp, view="signed", css: bool = True, **kw) -> str:
+def to_html(exp, view="signed", css: bool = True, units="pieces", **kw) -> str:
     """A self-contained HTML fragment: header line, then the rendering (inline image or token spans).
 
-    ``css=False`` leaves out the style block (a page that already includes it, like reports).
+    ``css=False`` leaves out the style block (a page that already includes it, like reports); ``units``
+    is 'pieces' or 'words' for sub-word text (highlights on the original characters either way).
     """
-    view = View.parse(view)
+    view, units, split = View.parse(view), Units.parse(units), has_words(exp)
+    exp = shown(exp, units)
     vmax = kw.pop("vmax", None)
     ctx = {"h": header(exp), "view": view.value, "css": css, "image": None, "waterfall": None,
            "pieces": None, "legend": None, "top": None}
     if exp.modality is Modality.TEXT and exp.kind is not ResultKind.ATTENTION:
         vm = scale(exp.scores, view) if vmax is None else float(vmax)
         ctx["pieces"] = _text_pieces(exp, view, vm)
-        ctx["legend"] = _legend(view, vm)
+        ctx["legend"] = _legend(view, vm, units.value if split else None)
     elif exp.modality is Modality.IMAGE and exp.kind is not ResultKind.ATTENTION:
         vm = scale(exp.scores, view) if vmax is None else float(vmax)
         ctx["image"] = data_uri(image_png(exp, view, vm, alpha=kw.get("alpha", 0.7)))

@@ -15,10 +15,11 @@ import traitlets
 
 from explainkit.enums import Modality, ResultKind, Task
 from explainkit.views.state import ViewMode, rollout, thumbnail
+from explainkit.views.units import Units, has_words, shown
 from explainkit.visible import visible, visible_spans, visible_tree
 
 __all__ = ["SampleGrid", "PredictionView", "ExplanationView", "AttentionView", "explanation_payload",
-           "grid_items", "prediction_payload"]
+           "grid_items", "prediction_payload", "units_switch"]
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
 _CSS = STATIC / "dashboard.css"
@@ -58,16 +59,32 @@ class ExplanationView(anywidget.AnyWidget):
     mode = traitlets.Unicode(ViewMode.SIGNED.value).tag(sync=True)
     vmax = traitlets.Float(0.0).tag(sync=True)          # 0: the view's own 99th percentile of |score|
     hovered = traitlets.Unicode("").tag(sync=True)      # last unit the pointer was over (JS -> Python)
+    units = traitlets.Unicode(Units.PIECES.value).tag(sync=True)   # text: "pieces" or "words"
+    has_words = traitlets.Bool(False).tag(sync=True)    # the shown text has words of several pieces
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._exp = None
+        self.observe(self._redraw, names="units")
 
     def show(self, exp, key: str, vmax: float = 0.0) -> None:
+        self._exp = exp
         with self.hold_sync():
-            self.payload = explanation_payload(exp)
+            self.payload = explanation_payload(exp, self.units)
+            self.has_words = has_words(exp)
             self.vmax = float(vmax)
             self.key = key
 
+    def _redraw(self, _change) -> None:
+        Units.parse(self.units)                          # an unknown value is one clear error
+        if self._exp is not None:
+            self.payload = explanation_payload(self._exp, self.units)
+
     def clear(self, message: str = "") -> None:
+        self._exp = None
         with self.hold_sync():
             self.payload = {"modality": "", "message": message}
+            self.has_words = False
             self.key = ""
 
 
@@ -98,10 +115,14 @@ class AttentionView(anywidget.AnyWidget):
 
 
 # -- payloads ---------------------------------------------------------------------------------------
-def explanation_payload(exp) -> dict:
+def explanation_payload(exp, units="pieces") -> dict:
     """What the JS view needs to draw an Explanation, compactly (no full arrays as JSON lists for images).
+    Text shows the scored ``units`` ('pieces' or 'words', :mod:`explainkit.views.units`), never [CLS]/[SEP].
     Every user string in it has its invisible characters made visible (:mod:`explainkit.visible`)."""
-    return visible_tree(_explanation_payload(exp))
+    out = _explanation_payload(shown(exp, units))
+    if has_words(exp):
+        out["units"] = Units.parse(units).value
+    return visible_tree(out)
 
 
 def _explanation_payload(exp) -> dict:
@@ -308,6 +329,7 @@ def build_explain_panel(model, specs, default: str):
                                   style={"description_width": "50px"}, layout=W.Layout(width="220px")),
                     "ek-opacity")
     view = _hook(ExplanationView(), "ek-view")
+    units = units_switch(view)
     custom = _hook(W.Box([]), "ek-view-custom")
     quality = _hook(W.Button(description="trust: …", tooltip="Deletion AUC vs random and the sanity check; "
                              "click for the curves", layout=W.Layout(width="auto")), "ek-quality")
@@ -321,13 +343,30 @@ def build_explain_panel(model, specs, default: str):
         return dict(layout=W.Layout(align_items="center", flex_flow="row wrap"), _dom_classes=("ek-gap",))
     return SimpleNamespace(
         method=method, target=target, params=params, explain=explain, auto=auto, progress=progress,
-        progress_label=progress_label, cancel=cancel, mode=mode, opacity=opacity, view=view, custom=custom,
+        progress_label=progress_label, cancel=cancel, mode=mode, units=units, opacity=opacity, view=view,
+        custom=custom,
         quality=quality, quality_plot=quality_plot, export_png=export_png, export_html=export_html,
         export_link=export_link, controls=W.HBox([method, target], **row()),
         run_row=W.HBox([explain, auto, progress, progress_label, cancel], **row()),
-        view_controls=W.HBox([mode, opacity], **row()),
+        view_controls=W.HBox([mode, units, opacity], **row()),
         quality_row=W.VBox([quality, quality_plot], layout=W.Layout(align_items="flex-start")),
         export_row=W.HBox([W.HTML("export"), export_png, export_html, export_link], **row()))
+
+
+def units_switch(view: ExplanationView):
+    """The text view's "pieces | words" switch, linked to ``view.units``; shown only while the view's
+    text has a word of several pieces (a word-level tokenizer's view has nothing to switch)."""
+    import ipywidgets as W
+    switch = _hook(W.ToggleButtons(options=[u.value for u in Units], value=view.units,
+                                   tooltip="pieces: the model's sub-word tokens; words: each word the sum of its "
+                                   "pieces", style={"button_width": "64px"}), "ek-units")
+    traitlets.link((switch, "value"), (view, "units"))
+
+    def toggle(change) -> None:
+        switch.layout.display = None if change["new"] else "none"
+    view.observe(toggle, names="has_words")
+    toggle({"new": view.has_words})
+    return switch
 
 
 def build_compare_panel(specs, default: str):

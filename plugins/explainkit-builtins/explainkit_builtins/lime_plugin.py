@@ -5,7 +5,9 @@
   trained with (``model.standardize``: a two-row stand-in with exactly that mean and std).
 - Text: lime's own recipe (``LimeTextExplainer``: random token removals, cosine distance x 100, kernel
   width 25) run by ``LimeBase`` on binary token masks, so the units are exactly the sample's tokens and
-  the masked copies go through ``model.predict_masked``.
+  the masked copies go through ``model.predict_masked``. Where a sample names its units
+  (``sample.meta["units"]``: a Hugging Face model's pieces) only those are removed and weighted; special
+  tokens ([CLS], [SEP]) stay in every copy and score exactly 0.
 - Images: lime's image recipe (``LimeImageExplainer``: random segment switches, cosine distance, kernel
   width 0.25, hidden segments black) run by ``LimeBase`` on patch or quickshift segment masks.
 """
@@ -16,7 +18,16 @@ import numpy as np
 from explainkit import Explainer, Explanation, Modality, Task
 from explainkit.errors import MissingDependencyError, NotApplicableError
 
-from .shap_plugin import DEFAULT_PATCH, LARGE_IMAGE_BUDGET, PATCHES, SUPERPIXELS, image_segments, large_image
+from .shap_plugin import (
+    DEFAULT_PATCH,
+    LARGE_IMAGE_BUDGET,
+    PATCHES,
+    SUPERPIXELS,
+    full_keep,
+    image_segments,
+    large_image,
+    scored_units,
+)
 
 __all__ = ["Lime"]
 
@@ -127,19 +138,23 @@ class Lime(Explainer):
         from sklearn.utils import check_random_state
 
         rs = check_random_state(seed)
-        d = sample.n_units
+        units = scored_units(model, sample)
+        d = sample.n_units if units is None else len(units)
         # LimeTextExplainer.__data_labels_distances, on masks instead of strings
         sizes = rs.randint(1, d + 1, n_samples - 1)
         data = np.ones((n_samples, d))
         for i, size in enumerate(sizes, start=1):
             data[i, rs.choice(range(d), size, replace=False)] = 0
-        labels = model.predict_masked(sample, data, batch_size=BATCH)
+        labels = model.predict_masked(sample, full_keep(data, units, sample.n_units), batch_size=BATCH)
         yss = labels if model.task is Task.CLASSIFICATION else np.asarray(labels)[:, None]
         distances = pairwise_distances(data, data[:1], metric=COSINE).ravel() * 100
         base = lime.lime_base.LimeBase(_kernel(kernel_width or TEXT_KERNEL_WIDTH), random_state=rs)
         label = target if model.task is Task.CLASSIFICATION else 0
         intercept, weights, score, local_pred = base.explain_instance_with_data(
             data, yss, distances, label, num_features, feature_selection=_selection(num_features, d))
+        if units is not None:                         # players -> token indices (the specials weigh 0)
+            weights = [(int(units[i]), w) for i, w in weights]
+            return weights, intercept, score, local_pred, sample.n_units, {"n_players": d}
         return weights, intercept, score, local_pred, d, {}
 
     # -- images ----------------------------------------------------------------------------------------

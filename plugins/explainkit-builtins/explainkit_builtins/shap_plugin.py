@@ -4,6 +4,9 @@ Every modality is reduced to the same game: a coalition ``z`` in {0,1}^M keeps t
 ``z == 1`` and replaces the others with the model's fill baseline (``model.predict_masked``). shap's
 ``KernelExplainer`` then runs with the all-absent coalition as background and the all-present
 coalition as the instance, so ``base_value = f(all absent)`` and ``base_value + sum(scores) = f(x)``.
+
+Text models whose samples name their units (``sample.meta["units"]``: a Hugging Face model's pieces)
+play only those: special tokens ([CLS], [SEP]) are never players, always kept, and score exactly 0.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import numpy as np
 from explainkit import Explainer, Explanation, Modality, Task
 from explainkit.errors import MissingDependencyError, ParameterError
 
-__all__ = ["KernelShap", "image_segments", "seeded_numpy", "target_output", "large_image", "LARGE_IMAGE_BUDGET"]
+__all__ = ["KernelShap", "image_segments", "seeded_numpy", "target_output", "large_image", "LARGE_IMAGE_BUDGET",
+           "scored_units", "full_keep", "spread"]
 
 MAX_ENUMERATED = 2 ** 30          # shap's own cap on the coalition space it considers
 AUTO_SELECTION_FRACTION = 0.2      # shap's old l1_reg='auto': feature selection below this fraction
@@ -35,6 +39,31 @@ def large_image(image) -> bool:
     """An image grid larger than 64x64 pixels (photo-sized: the defaults scale with it)."""
     h, w = np.shape(image)[:2]
     return h * w > LARGE_SIDE * LARGE_SIDE
+
+
+def scored_units(model, sample) -> np.ndarray | None:
+    """The token indices that are players for a text sample (its non-special pieces), or None for all units."""
+    units = sample.meta.get("units") if model.modality is Modality.TEXT and isinstance(sample.meta, dict) else None
+    if units is None or len(units) == sample.n_units:
+        return None
+    return np.asarray(units, dtype=np.int64)
+
+
+def full_keep(z, units, n: int) -> np.ndarray:
+    """Keep masks over the players ``[M, U]`` as masks over all ``n`` tokens (the others always kept)."""
+    z = np.asarray(z, dtype=np.float32)
+    if units is None:
+        return z
+    out = np.ones((len(z), n), dtype=np.float32)
+    out[:, units] = z
+    return out
+
+
+def spread(values, units, n: int) -> np.ndarray:
+    """Per-player values at their token indices, 0 at every other token."""
+    out = np.zeros(n)
+    out[units] = values
+    return out
 
 
 def _import_shap():
@@ -90,14 +119,14 @@ def image_segments(image: np.ndarray, segmentation: str, patch_size: int, n_segm
 class _Game:
     """The coalition value function handed to shap: ``z [n,M] -> f(masked x) [n]``; counts evaluations."""
 
-    def __init__(self, model, sample, target, groups=None, fills=None, weights=None):
-        self.model, self.sample, self.target, self.groups = model, sample, target, groups
+    def __init__(self, model, sample, target, groups=None, fills=None, weights=None, units=None):
+        self.model, self.sample, self.target, self.groups, self.units = model, sample, target, groups, units
         self.fills = [None] if fills is None else list(fills)
         self.weights = np.ones(1) if weights is None else np.asarray(weights, dtype=np.float64)
         self.evaluations = 0
 
     def __call__(self, z) -> np.ndarray:
-        z = np.asarray(z, dtype=np.float32)
+        z = full_keep(z, self.units, self.sample.n_units)
         total = np.zeros(len(z))
         for fill, w in zip(self.fills, self.weights):
             out = self.model.predict_masked(self.sample, z, groups=self.groups, fill=fill, batch_size=1024)
@@ -115,7 +144,7 @@ class KernelShap(Explainer):
         fills, weights = self._background(model, n_background, shap)
         out = []
         for sample, target in zip(samples, targets):
-            groups, budget, seg = None, n_samples, segmentation
+            groups, budget, seg, units = None, n_samples, segmentation, None
             if model.modality is Modality.IMAGE:
                 if large_image(sample.image):         # the defaults scale with the image
                     if segmentation == PATCHES and patch_size == DEFAULT_PATCH:
@@ -124,9 +153,12 @@ class KernelShap(Explainer):
                 groups = image_segments(sample.image, seg, patch_size, n_segments, seed)
                 m = int(groups.max()) + 1
             else:
-                m = sample.n_units
-            game = _Game(model, sample, target, groups, fills, weights)
+                units = scored_units(model, sample)
+                m = sample.n_units if units is None else len(units)
+            game = _Game(model, sample, target, groups, fills, weights, units)
             values, base, exact, nsamples, l1 = self._run(shap, game, m, budget, l1_reg, seed)
+            if units is not None:                      # players -> tokens; the special tokens score 0
+                values = spread(values, units, sample.n_units)
             extras = {"n_units": m, "n_evaluations": game.evaluations, "exact": exact, "n_coalitions": nsamples,
                       "shap_l1_reg": str(l1),
                       "f_x": base + float(values.sum()), "background_rows": len(game.fills)}
