@@ -303,7 +303,7 @@ print(ek.explain(text_model, "an utterly charming and hilarious film", "leave_on
 DASHBOARD = [
     ("md", """# explainkit
 
-Pick a sample, an explainer and its parameters."""),
+Pick a sample (or, for a language model, type a prompt), an explainer and its parameters."""),
     ("code", """import html
 import os
 
@@ -318,7 +318,14 @@ data_spec = os.environ.get("EXPLAINKIT_APP_DATA", "sample")
 problem = None
 try:
     model = resolve_model(model_spec)
-    app = ek.Dashboard(model, resolve_data(data_spec, model))
+    if getattr(model, "generates", False):     # a language model: the generation dashboard, on prompts
+        prompts = None                         # --data: a text file of prompts, one a line
+        if data_spec != "sample":
+            with open(data_spec, encoding="utf-8") as f:
+                prompts = [line.strip() for line in f if line.strip()] or None
+        app = ek.Dashboard(model, prompts)
+    else:
+        app = ek.Dashboard(model, resolve_data(data_spec, model))
 except ExplainKitError as e:   # shown as one clear message; the app never shows tracebacks
     problem = str(e)
 except Exception as e:  # noqa: BLE001 - any other load failure: still one message in the panel, not a cell error
@@ -386,11 +393,33 @@ print("words: ", [(w, pieces) for w, _, _, pieces in s.meta["words"]])"""),
     print(f"{text!r} -> {ig.target_name} ({ig.probabilities.max():.2f});",
           "top pieces:", [t for t, _ in ig.top_k(3)], f"completeness delta {ig.extras['convergence_delta']:+.4f}")
 ig"""),
+    ("md", """## Pieces or words
+
+[CLS] and [SEP] are read by the model but never units: no explainer masks or scores them
+(`exp.unscored`). The explanation carries the piece-to-word mapping, so every view can show words, each
+the sum of its pieces, on the sentence's own characters."""),
+    ("code", """text = "an unbelievably naïve, charmless mess"
+lime = ek.explain(clf, text, "lime", n_samples=300)
+assert lime.scores[lime.unscored].tolist() == [0.0, 0.0], lime.unscored
+for w in lime.by_words():
+    print(f"{w.word!r:16} {w.score:+.4f}  pieces {[lime.tokens[k] for k in w.pieces]}")
+    assert w.word == text[w.start:w.end]
+lime.plot(units="words");"""),
+    ("code", """from IPython.display import HTML
+
+HTML(lime.to_html() + lime.to_html(units="words"))"""),
     ("code", """rollout = ek.explain(clf, "a gripping, beautifully acted film", "attention_rollout")
 print(rollout.matrices.shape, rollout.top_k(3))"""),
-    ("md", "## The dashboard"),
+    ("md", """## The dashboard
+
+The "pieces | words" buttons beside the colour mode switch the text view (and the comparison and
+exports) between the model's pieces and whole words."""),
     ("code", """dash = ek.Dashboard(clf, data)
 dash"""),
+    ("code", """dash.select(0)
+assert dash.wait(120)
+dash.e.units.value = "words"
+print(dash.e.view.payload["tokens"])"""),
     ("code", DONE),
 ]
 

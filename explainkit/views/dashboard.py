@@ -30,12 +30,15 @@ __all__ = ["Dashboard"]
 
 FAST_DEFAULTS = ("integrated_gradients", "saliency", "input_x_gradient", "occlusion")
 
-
 INITIAL_WAIT_S = 30.0     # the first explanation is awaited this long at construction
 
 
 class Dashboard(PanelsMixin, W.VBox):
     """Browse a data set's predictions and explain any sample with any applicable explainer."""
+
+    def __new__(cls, model=None, *args, **kwargs):      # a language model: the generation dashboard instead
+        from explainkit.views import gen_dashboard as gen
+        return gen.GenerationDashboard(model, *args, **kwargs) if gen.is_language_model(model) else super().__new__(cls)
 
     def __init__(self, model, dataset=None, methods=None, *, registry=None, page_size: int = 24,
                  seed: int = 0, auto: bool = True, quality: bool = True):
@@ -82,7 +85,8 @@ class Dashboard(PanelsMixin, W.VBox):
         """A dashboard on a shipped sample model and its held-out data (e.g. ``"mnist-cnn"``)."""
         from explainkit.data import datasets
         from explainkit.models import zoo
-        return cls(zoo.load_sample(name), datasets.sample_data(name), **kwargs)
+        model = zoo.load_sample(name)          # a language model has no data set: the generation dashboard
+        return cls(model, *(() if getattr(model, "generates", False) else (datasets.sample_data(name),)), **kwargs)
 
     def _choose_specs(self, methods):
         applicable = self.registry.applicable(self.model)
