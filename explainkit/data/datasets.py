@@ -360,7 +360,8 @@ _SAMPLE_ALIASES = {"mnist": "mnist", "mnist-mlp": "mnist", "mnist-cnn": "mnist",
                    "sst2": "sst2", "sst2-lstm": "sst2", "sst2-transformer": "sst2", "sst2-minilm": "sst2",
                    "breast-cancer": "breast-cancer", "breast-cancer-mlp": "breast-cancer",
                    "diabetes": "diabetes", "diabetes-mlp": "diabetes",
-                   "imagenet-photos": "imagenet-photos", "imagenet-efficientnet-lite0": "imagenet-photos"}
+                   "imagenet-photos": "imagenet-photos", "imagenet-efficientnet-lite0": "imagenet-photos",
+                   "mnist-gan": "mnist-gan"}
 
 
 def photos(names=None, *, labelled: bool = False) -> Dataset:
@@ -400,9 +401,30 @@ def sample_data(name: str) -> Dataset:
         data = load_sst2(DATA_DIR / "sst2_dev.tsv")
         data.name = "sst2-dev"
         return data
+    if key == "mnist-gan":
+        return _gan_sample()
     path = DATA_DIR / "mnist_heldout_1000.npz"
     if not path.is_file():
         raise DataError(f"The shipped MNIST slice {path} is missing.", "reinstall explainkit.")
     with np.load(path, allow_pickle=False) as z:
         return Dataset(z["images"], z["labels"].astype(np.int64), modality=Modality.IMAGE,
                        class_names=MNIST_CLASSES, name="mnist-heldout-1000")
+
+
+GAN_SAMPLE_FILE = "mnist_gan_generated.npz"    # written by scripts/train_samples.py with the mnist-gan sample
+
+
+def _gan_sample() -> Dataset:
+    """The mnist-gan discriminator's data: the first n shipped held-out digits, labelled "real", then the n
+    digits the shipped generator draws with ``gan.generate(model, n, seed)`` (stored with the weights' hash
+    by scripts/train_samples.py, so that no model is loaded here), labelled "fake"."""
+    path = DATA_DIR / GAN_SAMPLE_FILE
+    if not path.is_file():
+        raise DataError(f"The shipped generated digits {path} are missing.",
+                        "reinstall explainkit, or run scripts/train_samples.py --only mnist-gan.")
+    with np.load(path, allow_pickle=False) as z:
+        fake = z["images"]
+    real = sample_data("mnist").raws[:len(fake)]
+    labels = np.concatenate([np.ones(len(real), np.int64), np.zeros(len(fake), np.int64)])
+    return Dataset(np.concatenate([real, fake]), labels, modality=Modality.IMAGE, class_names=["fake", "real"],
+                   name=f"mnist-heldout-{len(real)}+mnist-gan-generated-{len(fake)}")
