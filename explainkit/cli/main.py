@@ -32,6 +32,20 @@ def _containment_args(p):
                    help="exit 0 even if some entries failed (default: exit 3 after writing everything)")
 
 
+def _generation_args(p, prompts: bool):
+    """The language-model options; on a classifier, each one given is one clear error."""
+    if prompts:
+        p.add_argument("--prompts", default=None, metavar="FILE",
+                       help="language models: a text file, one prompt per line (blank lines skipped)")
+    p.add_argument("--units", default=None, help="language models: tokens | words (default) | sentences")
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                   help="language models: most answer tokens generated (default 16)")
+    p.add_argument("--target-text", default=None, metavar="TEXT",
+                   help="language models: explain this answer (forced) instead of the greedy one")
+    p.add_argument("--contrast", default=None, metavar="TEXT",
+                   help="language models: explain log p(answer) - log p(TEXT)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="explainkit", description="Interpret neural networks: explain, audit, report.")
     ap.add_argument("--version", action="version", version=f"explainkit {_version()}")
@@ -56,11 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="sample", help="'sample' (shipped data) or a data file/directory")
     p.add_argument("--index", type=int, default=0, help="sample index in the data")
     p.add_argument("--text", default=None, help="explain this text instead of a data sample")
-    p.add_argument("--method", default="integrated_gradients")
+    p.add_argument("--prompt", default=None, help="language models: the prompt whose answer is explained")
+    p.add_argument("--method", default=None,
+                   help="explainer name or alias (default: integrated_gradients; feature_ablation for language "
+                        "models)")
     p.add_argument("--target", type=int, default=None, help="class index (default: the prediction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="explainer parameter")
     p.add_argument("--out", required=True, help="output file: .png, .html or .json")
+    _generation_args(p, prompts=False)
 
     p = sub.add_parser("plugins", help="list, check or scaffold explainer plugins")
     ps = p.add_subparsers(dest="action", metavar="ACTION")
@@ -75,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a self-contained HTML audit report")
     _model_arg(p)
     p.add_argument("--data", default="sample")
-    p.add_argument("--methods", default="integrated_gradients")
+    p.add_argument("--methods", default=None,
+                   help="a,b:key=value (default: integrated_gradients; feature_ablation for language models)")
     p.add_argument("--select", default="all", help="all | misclassified | low-confidence | 1,5,9 | 0-99")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -84,17 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", choices=["local", "dask"])
     p.add_argument("--address", default=None, help="dask scheduler address tcp://HOST:PORT")
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--quality", action="store_true", help="add trust metrics per method and sample")
+    p.add_argument("--quality", action="store_true",
+                   help="add trust metrics per method and sample (always on for language models)")
     _containment_args(p)
+    _generation_args(p, prompts=True)
 
-    p = sub.add_parser("evaluate", help="trust metrics (deletion/insertion AUC, sanity, stability)")
+    p = sub.add_parser("evaluate", help="trust metrics (deletion/insertion AUC, sanity, stability, agreement)")
     _model_arg(p)
     p.add_argument("--data", default="sample")
-    p.add_argument("--methods", default="integrated_gradients")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--methods", default=None,
+                   help="a,b:key=value (default: integrated_gradients; feature_ablation for language models)")
+    p.add_argument("--limit", type=int, default=20, help="most samples (or prompts) evaluated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON file to write")
     _containment_args(p)
+    _generation_args(p, prompts=True)
+    p.add_argument("--n-random", type=int, default=8, metavar="N",
+                   help="language models: random unit orders the deletion/insertion curves are compared with")
 
     p = sub.add_parser("app", help="serve the dashboard as a standalone app (Voila) on 127.0.0.1")
     _model_arg(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from explainkit.errors import UnknownNameError
-from explainkit.plugins.registry import registry
+from explainkit.plugins.registry import listing, registry
 
 __all__ = ["cli_plugins", "cli_check", "cli_new"]
 
@@ -13,9 +13,9 @@ def cli_plugins(args) -> int:
     if args.action == "list":
         rows = [("name", "modalities", "requires", "distribution", "version", "status")]
         for e in registry().all():
-            s = e.spec
-            rows.append((e.name, ",".join(sorted(m.value for m in s.modalities)) if s else "?",
-                         ",".join(sorted(c.value for c in s.requires)) if s else "?",
+            s = e.spec                   # the name column shows the aliases too: 'name (alias: a, b)'
+            rows.append((listing([s])[0] if s else e.name, ",".join(sorted(m.value for m in s.modalities)) if s
+                         else "?", ",".join(sorted(c.value for c in s.requires)) if s else "?",
                          e.distribution, e.version, "ok" if e.ok else f"BROKEN: {e.reason}"))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for r in rows:

@@ -11,10 +11,14 @@ from pathlib import Path
 from explainkit.errors import DataError, ParameterError, UnknownNameError
 
 __all__ = ["resolve_model", "resolve_data", "check_specs", "parse_params", "parse_methods", "parse_selection",
-           "parse_method_params"]
+           "parse_method_params", "read_prompts", "generation_options", "default_methods"]
 
 SAMPLE_PREFIX = "sample:"
 SAMPLE_DATA = "sample"
+DEFAULT_METHOD = "integrated_gradients"
+DEFAULT_LM_METHOD = "feature_ablation"          # an alias: lm_feature_ablation on a language model
+# argparse dest -> the keyword the core takes (explain/report/evaluate on a language model)
+_GEN_OPTIONS = {"units": "units", "max_new_tokens": "max_new_tokens", "target_text": "target", "contrast": "contrast"}
 
 
 def resolve_model(spec: str):
@@ -125,10 +129,10 @@ def parse_method_params(pairs, runs: list[tuple[str, dict]], model=None, registr
     out = []
     for name in names:
         entry = reg.entries.get(name)
-        if entry is None or entry.spec is None:
-            entry = reg.get(name, model)          # the one clear error for an unknown or unloadable name
+        if entry is None or entry.spec is None or model is not None and not entry.spec.applies_to(model):
+            entry = reg.get(name, model)          # an alias, or the one clear error for an unknown name
         spec_params = entry.spec.validate_params(merged[name])      # coerces; names an unknown KEY
-        out.append((name, {k: spec_params[k] for k in merged[name]}))
+        out.append((entry.name, {k: spec_params[k] for k in merged[name]}))
     return out
 
 
@@ -160,3 +164,69 @@ def parse_selection(text: str, n: int | None = None):
         raise ParameterError(f"--select {lo if lo == hi else f'{lo}-{hi}'!r} goes past the data's {n} samples.",
                              f"pass indices in 0..{n - 1}.")
     return [i for lo, hi in ranges for i in range(lo, hi + 1)]
+
+
+def default_methods(model, given) -> str:
+    """``--method``/``--methods`` as given, else the default for the model (language models: feature_ablation)."""
+    if given not in (None, ""):
+        return given
+    return DEFAULT_LM_METHOD if getattr(model, "generates", False) else DEFAULT_METHOD
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def generation_options(args, model) -> dict:
+    """The language-model options given on the command line, as the core's keywords (target=, units=, ...).
+
+    On a classifier any of them (and ``--prompt``/``--prompts``) is one ParameterError; on a language model
+    ``--text``, ``--target`` (a class index) and a ``--data`` other than the default are."""
+    given = {dest: getattr(args, dest) for dest in (*_GEN_OPTIONS, "prompt", "prompts")
+             if getattr(args, dest, None) is not None}
+    if not getattr(model, "generates", False):
+        if given:
+            flags = ", ".join(_flag(d) for d in given)
+            raise ParameterError(f"{flags} {'is' if len(given) == 1 else 'are'} for language models; "
+                                 f"{model.name!r} is not one ({model.modality.value} {model.task.value}).",
+                                 "drop it, or pass --model sample:smollm2-135m (or another language model).")
+        return {}
+    wrong = [f for f, v in (("--text", getattr(args, "text", None)), ("--target", getattr(args, "target", None)))
+             if v is not None]
+    data = getattr(args, "data", SAMPLE_DATA)
+    if data not in (None, "", SAMPLE_DATA):
+        wrong.append("--data")
+    if wrong:
+        raise ParameterError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for classifiers; "
+                             f"{model.name!r} is a language model.",
+                             "pass the prompt with --prompt TEXT (explain) or --prompts FILE (report, evaluate), "
+                             "and a forced answer with --target-text TEXT.")
+    return {_GEN_OPTIONS[d]: v for d, v in given.items() if d in _GEN_OPTIONS}
+
+
+MAX_PROMPTS_BYTES = 10_000_000
+
+
+def read_prompts(path) -> list[str]:
+    """A prompts file: one prompt per line, blank lines skipped; a missing, unreadable or empty file is one
+    DataError naming the fix."""
+    if path in (None, ""):
+        raise ParameterError("A language model's report and evaluation need prompts.",
+                             "pass --prompts FILE (a text file, one prompt per line).")
+    p = Path(path).expanduser()
+    fix = "pass --prompts FILE: a UTF-8 text file with one prompt per line."
+    if not p.is_file():
+        raise DataError(f"No prompts file at {str(path)!r}" + (" (it is a directory)." if p.is_dir() else "."), fix)
+    try:
+        if p.stat().st_size > MAX_PROMPTS_BYTES:
+            raise DataError(f"The prompts file {p} is over {MAX_PROMPTS_BYTES // 1_000_000} MB.",
+                            "split it into smaller files.")
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"The prompts file {p} is not UTF-8 text.", fix) from None
+    except OSError as e:
+        raise DataError(f"Cannot read the prompts file {p}: {e.strerror or type(e).__name__}.", fix) from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise DataError(f"The prompts file {p} has no prompts (it is empty or blank).", fix)
+    return prompts

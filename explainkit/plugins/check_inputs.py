@@ -7,10 +7,12 @@ import numpy as np
 from explainkit.enums import Modality
 from explainkit.errors import ExplainKitError, ModelError, UnknownNameError
 
-__all__ = ["model_pool", "black_box", "raw_inputs", "model_state", "N_SAMPLES"]
+__all__ = ["model_pool", "black_box", "raw_inputs", "model_state", "N_SAMPLES", "LM_SAMPLE", "LM_PROMPTS"]
 
 MAX_SIDE = 64          # the default pool's largest image side
 N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
+LM_SAMPLE = "smollm2-135m"              # the language model in a generation explainer's default pool
+LM_PROMPTS = ["Capital of France?"]     # one short prompt: a generation explainer's cost grows with units
 
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -21,11 +23,13 @@ _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_
                  "_global_backward_pre_hooks")
 
 
-def model_pool(models) -> list:
-    """[(model, raw_inputs)] for the harness."""
+def model_pool(models, generation: bool = False) -> list:
+    """[(model, raw_inputs)] for the harness. ``generation``: the default pool also holds the sample
+    language model (when the ``llm`` extra is installed) with :data:`LM_PROMPTS`, first."""
     from explainkit.models.adapter import ModelAdapter
 
     if models is None:
+        lm = _language_models() if generation else []
         from explainkit.models import zoo
         from explainkit.models.checkpoint import read_config
 
@@ -39,7 +43,7 @@ def model_pool(models) -> list:
         if tab:
             box = black_box(tab[0])
             pool.append((box, raw_inputs(tab[0], N_SAMPLES)))
-        return pool
+        return lm + pool
     pool = []
     for item in models:
         if isinstance(item, tuple):
@@ -56,6 +60,16 @@ def model_pool(models) -> list:
     return pool
 
 
+def _language_models() -> list:
+    """[(the sample LM, LM_PROMPTS)] if the llm extra is installed, else [] (the harness reports the skip)."""
+    from explainkit.models.families import _llm_available
+    from explainkit.models.zoo import _sample_names, load_sample
+
+    if not _llm_available() or LM_SAMPLE not in _sample_names():
+        return []
+    return [(load_sample(LM_SAMPLE), list(LM_PROMPTS))]
+
+
 def black_box(model):
     """A predict-only copy of a tabular classifier (no gradients, no module)."""
     from explainkit.models.blackbox import FunctionModel
@@ -68,6 +82,9 @@ def black_box(model):
 def raw_inputs(model, n) -> list:
     """The first n shipped held-out inputs for the model's family, else small synthetic ones."""
     from explainkit.data.datasets import sample_data
+
+    if getattr(model, "generates", False):          # a language model's inputs are prompts
+        return list(LM_PROMPTS)[:n]
 
     try:
         data = sample_data(model.config.get("family") or model.name)

@@ -27,6 +27,7 @@ from explainkit.errors import (
     PluginError,
 )
 from explainkit.plugins.check_inputs import model_pool, model_state, raw_inputs
+from explainkit.plugins.conformance_generation import cheap_generation, output_problem, prime, same_generation
 from explainkit.plugins.registry import ExplainerSpec, Registry
 from explainkit.plugins.registry import registry as default_registry
 
@@ -161,7 +162,7 @@ def check_explainer(name_or_spec, *, registry: Registry | None = None, models=No
         report.add(Check.IMPORT, "-", Status.FAIL, str(e))
         report.seconds = time.perf_counter() - t0
         return report
-    pool = model_pool(models)
+    pool = model_pool(models, generation=spec.result is ResultKind.GENERATION)   # + the sample LM
     applicable = [(m, x) for m, x in pool if spec.applies_to(m)]
     if quick:
         seen, chosen = set(), []
@@ -170,7 +171,7 @@ def check_explainer(name_or_spec, *, registry: Registry | None = None, models=No
                 seen.add(m.modality)
                 chosen.append((m, x))
         applicable = chosen
-    cheap = {**_cheap_params(spec), **(params or {})}
+    cheap = {**cheap_generation(spec, _cheap_params(spec)), **(params or {})}
     if not applicable:
         report.add(Check.OUTPUT, "-", Status.FAIL if pool else Status.SKIP,
                    "applies to none of the models checked" if pool else "no models to check (none shipped?)")
@@ -213,6 +214,7 @@ def _check_model(report, reg, spec, model, raws, cheap):
     except ExplainKitError as e:
         report.add(Check.OUTPUT, label, Status.SKIP, f"could not prepare inputs: {e}")
         return
+    prime(model)                       # hooks transformers installs on first use are not the explainer's
     before = model_state(model)
     try:
         first = _run(reg, spec, model, samples, 0, cheap)
@@ -335,6 +337,8 @@ def _check_completeness(report, reg, spec, model, raws, cheap) -> None:
 def _output_problem(out, samples, spec) -> str | None:
     from explainkit.plugins.explanation import AttentionExplanation
 
+    if spec.result is ResultKind.GENERATION:
+        return output_problem(out, samples)
     if len(out) != len(samples):
         return f"{len(out)} results for {len(samples)} samples"
     for e, s in zip(out, samples):
@@ -355,7 +359,7 @@ def _same(a, b) -> bool:
         if not np.array_equal(x.scores, y.scores):
             return False
         mx, my = getattr(x, "matrices", None), getattr(y, "matrices", None)
-        if mx is not None and not np.array_equal(mx, my):
+        if mx is not None and not np.array_equal(mx, my) or not same_generation(x, y):
             return False
     return len(a) == len(b)
 
@@ -368,7 +372,7 @@ def _check_serialisation(report, exp, label):
         back = Explanation.from_dict(d)
         same = (type(back) is type(exp) and np.array_equal(back.scores, exp.scores)
                 and back.method == exp.method and back.target == exp.target and back.kind is exp.kind
-                and back.params == exp.params)
+                and back.params == exp.params and same_generation(back, exp))
         report.add(Check.ROUND_TRIP, label, Status.PASS if same else Status.FAIL,
                    "JSON round trip preserves scores and provenance" if same else
                    "from_dict(to_dict()) differs: keep extras JSON-compatible")
@@ -441,5 +445,3 @@ def _cheap_params(spec) -> dict:
                 v = min(v, int(p.max))
             out[p.name] = v
     return out
-
-

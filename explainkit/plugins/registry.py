@@ -147,16 +147,41 @@ class Registry:
         return [e.spec for e in self.entries.values() if e.ok]
 
     def get(self, name: str, model=None) -> Entry:
+        """The entry for ``name``: an explainer's own name, or one of its ``aliases``.
+
+        The exact name wins when its explainer applies to ``model`` (or no model is given); otherwise the
+        one applicable explainer that declares ``name`` as an alias. Two such explainers are an ambiguity
+        (one error naming both). Without a model, an alias that no explainer owns as its name resolves
+        when exactly one explainer declares it."""
         entry = self.entries.get(name)
+        exact_fits = entry is not None and entry.spec is not None and (model is None or entry.spec.applies_to(model))
+        if not exact_fits:
+            hits = [e for e in self.entries.values() if e.spec is not None and name in e.spec.aliases
+                    and (model is None or e.spec.applies_to(model))]
+            if model is None and entry is not None:
+                hits = []
+            hits = [e for e in hits if e.ok] or hits          # a working explainer before a broken one
+            if len(hits) > 1:
+                names = sorted(e.name for e in hits)
+                where = f"for {getattr(model, 'name', 'this model')!r}" if model is not None else "without a model"
+                raise UnknownNameError(f"Explainer name {name!r} is ambiguous {where}: it is an alias of "
+                                       f"{', '.join(names)}.", f"use the explainer's own name: {' or '.join(names)}"
+                                       + ("" if model is not None else ", or pass the model") + ".")
+            if hits:
+                entry = hits[0]
         if entry is None:
-            names = [s.name for s in (self.applicable(model) if model is not None else self.specs())]
+            specs = self.applicable(model) if model is not None else self.specs()
             raise UnknownNameError(f"Unknown explainer {name!r}.",
-                                   f"use one of: {', '.join(sorted(names))}" + (" (those applicable to this model)."
-                                                                                if model is not None else "."))
+                                   f"use one of: {', '.join(listing(specs))}" + (" (those applicable to this model)."
+                                                                                 if model is not None else "."))
         if not entry.ok:
-            raise PluginError(f"Explainer {name!r} from {entry.distribution} is broken: {entry.reason}",
+            raise PluginError(f"Explainer {entry.name!r} from {entry.distribution} is broken: {entry.reason}",
                               "fix or reinstall the plugin, or choose another explainer.")
         return entry
+
+    def resolve(self, name: str, model=None) -> str:
+        """The canonical name that ``name`` (a name or an alias) stands for with this model."""
+        return self.get(name, model).name
 
     def applicable(self, model) -> list[ExplainerSpec]:
         """The explainers whose declarations fit this model (no plugin code runs)."""
@@ -215,6 +240,12 @@ class Registry:
     def __repr__(self) -> str:
         ok = sum(e.ok for e in self.entries.values())
         return f"<Registry explainers={ok} broken={len(self.all()) - ok}>"
+
+
+def listing(specs) -> list[str]:
+    """'name' or 'name (alias: a, b)' per spec, sorted: how errors and listings show the names to use."""
+    return [s.name + (f" (alias: {', '.join(s.aliases)})" if s.aliases else "")
+            for s in sorted(specs, key=lambda s: s.name)]
 
 
 _default: Registry | None = None

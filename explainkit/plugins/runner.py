@@ -46,6 +46,7 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
 
     reg = reg or registry()
     entry = reg.get(name, model)
+    name = entry.name          # an alias ("feature_ablation" on a language model) runs the explainer it names
     spec = entry.spec
     why = spec.why_not(model)
     if why:

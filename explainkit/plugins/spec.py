@@ -143,6 +143,8 @@ class ExplainerSpec:
     version: str | None = field(default=None, compare=False)
     # True: sum(scores) + base_value == f(x) for the target output (completeness); checked by check_explainer
     additive: bool = False
+    # other names this explainer is found under, for the models it applies to (Registry.get resolves them)
+    aliases: tuple = ()
 
     def __post_init__(self):
         try:
@@ -191,6 +193,12 @@ class ExplainerSpec:
                 raise PluginError(f"Explainer {self.name!r}: the default of {p.name!r} is invalid: {e.problem}",
                                   "make the default satisfy the declared type and range.") from None
         object.__setattr__(self, "params", params)
+        aliases = (self.aliases,) if isinstance(self.aliases, str) else tuple(self.aliases)
+        bad = [a for a in aliases if not isinstance(a, str) or not _NAME.match(a)]
+        if bad or self.name in aliases or len(set(aliases)) != len(aliases):
+            raise PluginError(f"Explainer {self.name!r}: invalid aliases {list(aliases)}.",
+                              "give distinct snake_case names, none equal to the explainer's own name.")
+        object.__setattr__(self, "aliases", aliases)
 
     def __repr__(self) -> str:
         return f"<ExplainerSpec {self.name} {sorted(m.value for m in self.modalities)}>"
@@ -238,8 +246,8 @@ class ExplainerSpec:
                 "reference": self.reference, "modalities": sorted(m.value for m in self.modalities),
                 "tasks": sorted(t.value for t in self.tasks), "requires": sorted(c.value for c in self.requires),
                 "params": [p.to_dict() for p in self.params], "result": self.result.value,
-                "stochastic": self.stochastic, "additive": self.additive, "distribution": self.distribution,
-                "version": self.version}
+                "stochastic": self.stochastic, "additive": self.additive, "aliases": list(self.aliases),
+                "distribution": self.distribution, "version": self.version}
 
     def to_json(self) -> dict:
         """Everything needed to rebuild the declaration (the discovery cache)."""
@@ -248,12 +256,13 @@ class ExplainerSpec:
                 "tasks": sorted(t.value for t in self.tasks), "requires": sorted(c.value for c in self.requires),
                 "params": [p.to_dict() for p in self.params], "result": self.result.value,
                 "reference": self.reference, "stochastic": self.stochastic, "view": self.view,
-                "additive": self.additive}
+                "additive": self.additive, "aliases": list(self.aliases)}
 
     @classmethod
     def from_json(cls, d: dict) -> "ExplainerSpec":
         d = dict(d)
         d["params"] = tuple(Param(**p) for p in d.get("params", ()))
+        d["aliases"] = tuple(d.get("aliases") or ())
         return cls(**d)
 
 

@@ -68,9 +68,10 @@ def _methods(methods, model, seed: int, reg=None) -> list[MethodRun]:
         else:
             raise ParameterError(f"Method {item!r} is neither a name nor a (name, params) pair.",
                                  "pass methods=['occlusion', ('lime', {'n_samples': 500})].")
-        entry = reg.entries.get(name)
-        if entry is None or entry.spec is None:      # unknown, or a declaration that never loaded
-            entry = reg.get(name, model)
+        entry = reg.entries.get(name)         # a broken entry still runs: it fails only its own entries
+        if entry is None or entry.spec is None or not entry.spec.applies_to(model):
+            entry = reg.get(name, model)      # an alias, or one clear error for an unknown name
+        name = entry.name                     # the canonical name (an alias resolves for this model)
         why = entry.spec.why_not(model)
         if why:
             raise NotApplicableError(f"{name} does not apply to {model.name!r}: {why}",
@@ -194,8 +195,9 @@ def _label(data, i):
 
 def report(model, data=None, methods=("integrated_gradients",), *, select="all", limit=None, seed: int = 0,
            out="report.html", workers: int = 1, executor="local", address=None, cache_dir=None,
-           quality: bool = False, view="signed", max_sections: int = MAX_SECTIONS, batch_size: int = BATCH_SIZE,
-           progress: bool = True, on_progress=None, client=None, registry=None) -> "Report":
+           quality: bool | None = None, view="signed", max_sections: int = MAX_SECTIONS, batch_size: int = BATCH_SIZE,
+           progress: bool = True, on_progress=None, client=None, registry=None, prompts=None, target=None,
+           units="words", max_new_tokens: int = 16, contrast=None, n_random: int = 8) -> "Report":
     """Explain a selection of samples with several methods and write a self-contained HTML report.
 
     ``model``: a model adapter (``ek.load_sample``, ``ek.load``, ``ek.wrap``). ``data``: a Dataset, or None
@@ -204,6 +206,11 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
     reused (``cache_dir``, default beside ``out``); ``on_progress(event)`` is called after every finished chunk.
     ``registry``: a private plugin Registry (default: the process-wide one). An explainer that raises fails
     only its own entries: the report is written, and ``index["failures"]`` = {method: {sample index: reason}}.
+    ``quality``: trust metrics per method (default: off for classifiers, on for language models).
+
+    A language model (``lm = ek.load_sample("smollm2-135m")``) takes ``prompts=[...]`` instead of data, and
+    the generation inputs ``target``, ``units``, ``max_new_tokens``, ``contrast`` and ``n_random`` (random
+    orders for the trust badge); see :mod:`explainkit.reports.generation`: one section per prompt.
     """
     from explainkit.data import datasets
     from explainkit.models.adapter import ModelAdapter
@@ -220,6 +227,11 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
     timings["load_model_s"] = time.perf_counter() - t_start
     from explainkit.reports.result import check_writable
     out = check_writable(out)
+    if getattr(model, "generates", False) or prompts is not None:
+        return _generation(model, data, prompts, methods, out, seed=seed, quality=quality, registry=registry,
+                           progress=progress, on_progress=on_progress, target=target, units=units,
+                           max_new_tokens=max_new_tokens, contrast=contrast, n_random=n_random)
+    quality = bool(quality)
     view = render.View.parse(view)
     from explainkit.reports.executors import Executor
     Executor.parse(executor)
@@ -299,6 +311,24 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
                      executor={"executor": str(executor), "workers": int(workers), "address": address})
         _seal(rep, fingerprint)
         return rep
+
+
+def _generation(model, data, prompts, methods, out, *, seed, quality, registry, **kw):
+    """report() for a language model: prompts in, one section per prompt (explainkit.reports.generation)."""
+    from explainkit.atomic import output_lock
+    from explainkit.reports.generation import check_prompts, generation_report
+
+    if not getattr(model, "generates", False):
+        raise ParameterError(f"prompts= is for language models; {model.name!r} is a {model.modality.value} model.",
+                             "pass data=... (or None for the shipped data) instead of prompts.")
+    if data is not None:
+        raise ParameterError("A language model's report takes prompts, not data.",
+                             "pass prompts=['What is the capital of France?', ...].")
+    prompts = check_prompts(prompts)
+    runs = _methods(methods, model, seed, registry)
+    with output_lock(out):
+        return generation_report(model, prompts, runs, out=out, quality=True if quality is None else bool(quality),
+                                 registry=registry, **kw)
 
 
 def _fingerprint(model, data, runs, select, limit, view, max_sections, quality) -> str:

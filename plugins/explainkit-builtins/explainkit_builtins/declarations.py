@@ -143,14 +143,15 @@ ATTENTION_ROLLOUT = ExplainerSpec(
 _G = "Scores are in log-probability units (nats) of each answer token and of the whole answer."
 
 LM_FEATURE_ABLATION = ExplainerSpec(
-    name="lm_feature_ablation", title="Feature ablation (leave one unit out)",
+    name="lm_feature_ablation", aliases=("feature_ablation",), title="Feature ablation (leave one unit out)",
     description="Deletes one prompt unit at a time and records the drop in each answer token's "
                 "log-probability. " + _G,
     reference="captum FeatureAblation / LLMAttribution", modalities={M.TEXT}, tasks=BOTH, requires={C.PREDICT},
     impl=f"{_PKG}.generation:FeatureAblation", result=R.GENERATION, additive=False)
 
 LM_SHAPLEY_VALUE_SAMPLING = ExplainerSpec(
-    name="lm_shapley_value_sampling", title="Shapley value sampling over prompt units",
+    name="lm_shapley_value_sampling", aliases=("shapley_value_sampling",),
+    title="Shapley value sampling over prompt units",
     description="Adds the prompt units in random orders and averages each unit's marginal effect on the "
                 "answer's log-probabilities (Shapley values, estimated). " + _G,
     reference="Castro et al. 2009; captum ShapleyValueSampling", modalities={M.TEXT}, tasks=BOTH,
@@ -158,14 +159,14 @@ LM_SHAPLEY_VALUE_SAMPLING = ExplainerSpec(
     params=(Param("n_samples", "int", 25, min=1, max=10_000, help="Random unit orders (permutations)."),))
 
 LM_INPUT_X_GRADIENT = ExplainerSpec(
-    name="lm_input_x_gradient", title="Input × Gradient (language model)",
+    name="lm_input_x_gradient", aliases=("input_x_gradient",), title="Input × Gradient (language model)",
     description="Token embedding times the gradient of each answer token's log-probability, summed over "
                 "a unit's tokens. " + _G,
     reference="Shrikumar et al. 2016", modalities={M.TEXT}, tasks=BOTH, requires={C.GRADIENTS, C.EMBEDDINGS},
     impl=f"{_PKG}.generation:InputXGradient", result=R.GENERATION)
 
 LM_INTEGRATED_GRADIENTS = ExplainerSpec(
-    name="lm_integrated_gradients", title="Integrated Gradients (language model)",
+    name="lm_integrated_gradients", aliases=("integrated_gradients",), title="Integrated Gradients (language model)",
     description="Integrates the gradients of each answer token's log-probability along the path from zero "
                 "unit embeddings to the prompt's (the template's tokens held fixed); batched by memory. " + _G,
     reference="Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365", modalities={M.TEXT}, tasks=BOTH,
@@ -173,14 +174,14 @@ LM_INTEGRATED_GRADIENTS = ExplainerSpec(
     params=(Param("n_steps", "int", 50, min=1, max=1000, help="Path points (Gauss-Legendre)."),))
 
 LM_ATTENTION = ExplainerSpec(
-    name="lm_attention", title="Attention, last layer (language model)",
+    name="lm_attention", aliases=("attention",), title="Attention, last layer (language model)",
     description="The last layer's attention, averaged over heads, from the position predicting each answer "
                 "token to each prompt unit (summed over its tokens). Weights, not log-probabilities.",
     reference="Vaswani et al. 2017", modalities={M.TEXT}, tasks=BOTH, requires={C.ATTENTION},
     impl=f"{_PKG}.generation:LastLayerAttention", result=R.GENERATION)
 
 LM_ATTENTION_ROLLOUT = ExplainerSpec(
-    name="lm_attention_rollout", title="Attention rollout (language model)",
+    name="lm_attention_rollout", aliases=("attention_rollout",), title="Attention rollout (language model)",
     description="Attention propagated through all layers (heads averaged, residual added, rows "
                 "re-normalised) from each answer position to the prompt units. Weights, not log-probabilities.",
     reference="Abnar & Zuidema 2020, https://arxiv.org/abs/2005.00928", modalities={M.TEXT}, tasks=BOTH,
