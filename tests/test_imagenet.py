@@ -279,3 +279,73 @@ def test_curves_step_in_patches(tiny, chelsea):
     assert len(fr) <= 12 and fr[0] == 0 and fr[-1] == 1
     small = ek.explain(ek.load_sample("mnist-cnn"), np.zeros((28, 28), np.uint8), "saliency", target=0)
     assert curve_units(small)[1] is None                         # small images: single pixels, as before
+
+
+# -- 5. the user's own photos, the dashboard, the run demo ------------------------------------------------
+def test_own_photo_files(tmp_path, tiny, chelsea):
+    from PIL import Image
+
+    from explainkit.data.photo_files import is_photo_path, load_photos
+    from explainkit.errors import DataError
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(chelsea).save(folder / "b_cat.jpg", quality=90)
+    Image.fromarray(np.dstack([chelsea, np.full(chelsea.shape[:2], 128, np.uint8)])).save(folder / "a_rgba.png")
+    grey16 = (chelsea.mean(axis=-1) * 257).astype(np.uint16)
+    Image.fromarray(grey16).save(folder / "c_grey16.png")
+    (folder / "notes.txt").write_text("not a photo")
+    assert is_photo_path(folder) and is_photo_path(folder / "b_cat.jpg") and not is_photo_path(folder / "notes.txt")
+    data = load_photos(folder, tiny)
+    assert data.photo_names == ["a_rgba.png", "b_cat.jpg", "c_grey16.png"] and data.labels is None
+    assert data.raws[0].shape == (300, 451, 4) and data.raws[1].shape == (300, 451, 3)
+    assert data.raws[2].shape == (300, 451) and data.raws[2].dtype == np.uint8
+    assert abs(float(data.raws[2].mean()) - float(chelsea.mean(axis=-1).mean())) < 1.5     # 16 bits scaled
+    assert data.class_names == tiny.classes
+    for raw in data.raws:                                       # each one goes through the model's crop
+        assert tuple(tiny.prepare(raw).tensor.shape) == SHAPE
+    one = load_photos(folder / "b_cat.jpg", tiny)
+    assert len(one) == 1 and np.abs(one.raws[0].astype(int) - chelsea).mean() < 8           # JPEG noise only
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    for bad, words in [(tmp_path / "empty", "holds no photos"), (folder / "notes.txt", "neither a photo"),
+                       (tmp_path / "broken.jpg", "could not be read")]:
+        with pytest.raises(DataError, match=words) as info:
+            load_photos(bad, tiny)
+        assert info.value.fix
+
+
+def test_run_demo_is_small_for_photo_models(tiny, mnist_cnn):
+    from explainkit.cli.models import _PHOTO_LIMIT, _demo_methods, left_out_lines
+
+    methods, limit = _demo_methods(tiny)
+    assert [m for m, _ in methods] == ["gradcam", "occlusion"] and limit == _PHOTO_LIMIT <= 3
+    assert (224 // methods[1][1]["window"]) ** 2 <= 64              # a coarse occlusion: under 64 forwards
+    methods, limit = _demo_methods(mnist_cnn)                      # MNIST keeps its demo
+    assert "integrated_gradients" in methods and limit == 8
+    lm = [n for n in zoo._sample_names() if n not in zoo._loadable_sample_names()
+          and get_family.__globals__["_FAMILIES"].get(n) is not None]
+    lines = left_out_lines()
+    for name in lm:                  # a language model is left out on purpose, never "dependencies missing"
+        line = next(x for x in lines if name in x)
+        fam = get_family.__globals__["_FAMILIES"][name]
+        assert ("language model" in line) == fam.available() and ("pip install" in line) != fam.available()
+
+
+@needs_vision
+def test_dashboard_on_photos(lite0):
+    """The dashboard on two photos: thumbnails and ImageNet names in the grid, Grad-CAM on one photo."""
+    data = datasets.photos(["chelsea", "coffee"], labelled=True)
+    d = ek.Dashboard(lite0, data, methods=["gradcam"], quality=False)
+    tiles = d.b.grid.items
+    assert [t["pred"] in IMAGENET_CLASSES for t in tiles] == [True, True] and all(t["thumb"] for t in tiles)
+    assert max(tiles[0]["h"], tiles[0]["w"]) <= 56 and tiles[0]["c"] == 3      # the photo, not the crop
+    d.select(0)
+    d.explain(force=True)
+    assert d.wait(120) and d.last_error is None
+    exp = d.last_explanation
+    assert exp.method == "gradcam" and exp.scores.shape == (224, 224) and exp.target in CAT_CLASSES
+    assert exp.target_label == IMAGENET_CLASSES[exp.target]
+    assert d.e.view.payload["h"] == 224 and "cat" in d.e.view.payload["prediction"]
+    pred = d.b.prediction.data
+    assert len(pred["classes"]) == 1000 and pred["pred"] in CAT_CLASSES

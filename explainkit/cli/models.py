@@ -5,16 +5,9 @@ from pathlib import Path
 
 from explainkit.cli.tables import table
 from explainkit.models import families
-from explainkit.models.zoo import (
-    _loadable_sample_names,
-    _sample_names,
-    evaluate_samples,
-    sample_models,
-    sample_models_dir,
-    train,
-)
+from explainkit.models.zoo import evaluate_samples, sample_models, sample_models_dir, train
 
-__all__ = ["cli_run", "cli_train", "cli_models"]
+__all__ = ["cli_run", "cli_train", "cli_models", "write_run_report", "left_out_lines"]
 
 
 def cli_train(args) -> int:
@@ -38,25 +31,76 @@ def cli_models(args) -> int:
 
 
 _DEMO_METHODS = ("integrated_gradients", "gradcam", "occlusion", "attention_rollout", "kernel_shap")
+_DEMO_LIMIT = 8
+# photo models (inputs over 64x64, e.g. ImageNet at 224x224): at their defaults IG runs 50 gradient passes
+# and kernel_shap ~500 forwards per photo (~30 s each for EfficientNet-Lite0 on a 2-core machine), so the
+# demo shows Grad-CAM (one pass) and a coarse occlusion (32-px windows: 49 forwards) on three photos.
+_PHOTO_METHODS = (("gradcam", {}), ("occlusion", {"window": 32, "stride": 32}))
+_PHOTO_LIMIT = 3
+
+
+def _is_photo_model(model) -> bool:
+    from explainkit.data.photos import is_large
+    from explainkit.enums import Modality
+
+    shape = getattr(model, "input_shape", None)
+    return model.modality is Modality.IMAGE and bool(shape) and len(shape) >= 2 and is_large(*shape[-2:])
+
+
+def _demo_methods(model) -> tuple[list, int]:
+    """The demo's (methods, limit) for a model: a short, cheap set for photo models."""
+    from explainkit.plugins.api import explainers
+
+    names = {s.name for s in explainers(model)}
+    if _is_photo_model(model):
+        return [(m, p) for m, p in _PHOTO_METHODS if m in names], _PHOTO_LIMIT
+    return [m for m in _DEMO_METHODS if m in names][:3], _DEMO_LIMIT
+
+
+def _label(method) -> str:
+    name, params = method if isinstance(method, tuple) else (method, {})
+    return name + "".join(f":{k}={v}" for k, v in params.items())
 
 
 def write_run_report(args, rows: list[dict]) -> None:
     """After evaluation, ``explainkit run`` explains a few held-out samples of every sample model with its
     applicable built-in explainers and writes one self-contained HTML report per model to ``args.out``."""
-    from explainkit.plugins.api import explainers
+    import time
+
     from explainkit.reports.report import report
 
     out = Path(args.out)
     written = []
     for r in rows:
         model, data = r["model"], r["data"]
-        names = {s.name for s in explainers(model)}
-        methods = [m for m in _DEMO_METHODS if m in names][:3]
-        rep = report(model, data, methods=methods, select="all", limit=8, seed=0,
+        methods, limit = _demo_methods(model)
+        start = time.perf_counter()
+        rep = report(model, data, methods=methods, select="all", limit=limit, seed=0,
                      out=out / f"{r['name']}.html", progress=False)
-        written.append((r["name"], ",".join(methods), str(rep.path)))
-    print(table([list(w) for w in written], ["model", "methods", "report"]))
+        written.append([r["name"], min(limit, len(data)), ",".join(_label(m) for m in methods), str(rep.path),
+                        f"{time.perf_counter() - start:.1f}s"])
+        print(f"  report {len(written)}/{len(rows)}: {r['name']} ({written[-1][-1]})", flush=True)
+    print(table(written, ["model", "n", "methods", "report", "time"]))
     print("open the reports in a browser: they are self-contained (no network). Dashboard: explainkit app")
+
+
+def left_out_lines() -> list[str]:
+    """Why each shipped sample that ``run`` does not evaluate is left out: a language model, or an optional
+    family whose packages are missing (with the install command)."""
+    from explainkit.models import zoo
+    from explainkit.models.checkpoint import read_config
+
+    lines = []
+    for name in sorted(set(zoo._sample_names()) - set(zoo._loadable_sample_names())):
+        cfg = read_config(zoo.sample_models_dir() / name)
+        fam = families._FAMILIES.get(cfg.get("family"))
+        if fam is not None and not fam.available():
+            lines.append(f"skipped: {name} (optional dependencies missing: {fam.install.rstrip('.')})")
+        elif cfg.get("loader") == "causal_lm":
+            lines.append(f"not evaluated: {name} is a language model (no held-out classifier metric applies); "
+                         f"explain one answer with: explainkit explain --model sample:{name} --prompt "
+                         "'The capital of France is' --out answer.html")
+    return lines
 
 
 def cli_run(args) -> int:
@@ -78,9 +122,8 @@ def cli_run(args) -> int:
     print(table(results, ["model", "held-out data", "n", "metric", "floor", "", "time"]))
     for note in notes:
         print(f"known: {note}")
-    skipped = sorted(set(_sample_names()) - set(_loadable_sample_names()))
-    if skipped:
-        print(f"skipped (optional dependencies missing, pip install 'explainkit[minilm]'): {', '.join(skipped)}")
+    for line in left_out_lines():
+        print(line)
     if not getattr(args, "quick", False):
         write_run_report(args, rows)
     return 0 if all(t[5] in ("ok", "below floor (known)") for t in results) else 1
