@@ -1,15 +1,21 @@
 """explainkit's generation explainers against captum's LLM attribution, on SmolLM2-135M-Instruct (CPU).
 
-    .venv/bin/python benchmarks/bench_llm.py [--threads 1] [--steps 8] [--shapley 2] [--skip-rss]
+    .venv/bin/python benchmarks/bench_llm.py [--threads 1] [--reps 3] [--steps 8] [--shapley 2] [--long 36]
+                                             [--skip-ig] [--skip-rss]
 
-Same model, prompt (chat-templated), target and units for both. Perturbation units: words for the ~40-token
-prompt, sentences for the ~400-token one (captum: TextTemplateInput with each unit's text, baseline "",
-forward_in_tokens=False, its fastest mode). IG: captum's LLMGradientAttribution(LayerIntegratedGradients)
-on the embedding layer (baseline token id 0 at every position, the template's tokens included, one IG run
-per answer token); explainkit's IG holds the template's embeddings fixed and starts the units from zero
-embeddings, so the numbers differ by definition (the column shows it). Rate: masked copies evaluated
-per second as a fraction of a raw batched forward pass over the full prompt + answer (8 rows).
-Peak RSS: IG on a ~1,000-token prompt in a fresh process (limit 8 GiB).
+Same model, prompt (chat-templated), target and units for both. Perturbation units: words for the ~60-token
+templated short prompt, sentences for the long one (``--long`` sentences; 36 gives ~410 templated tokens).
+captum runs in its fastest honest configuration: ``TextTemplateInput`` with each unit's text, baseline ""
+(deletion, as explainkit), ``forward_in_tokens=False`` (one forward pass per copy over prompt + answer, not
+one per answer token); its LLM wrapper takes one copy per pass (``perturbations_per_eval`` 1) and computes
+the LM head at every position; both run under no-grad. explainkit and captum runs alternate (``--reps``
+each, the order flipped every rep) and the table gives medians, since other processes share the CPU.
+IG: captum's LLMGradientAttribution(LayerIntegratedGradients) on the embedding layer (baseline token id 0 at
+every position, the template's tokens included, one IG run per answer token); explainkit's IG holds the
+template's embeddings fixed and starts the units from zero embeddings, so the numbers differ by definition.
+Rate: masked copies evaluated per second as a fraction of the raw batched forward rate (a plain forward over
+the full prompt + answer, 4 rows at once); above 1 means shared prefixes saved more than the copies cost.
+Peak RSS: IG on a ~1,000-token prompt in a fresh process, after the timings (limit 8 GiB).
 """
 from __future__ import annotations
 
@@ -56,13 +62,27 @@ def _timed(f):
     return out, time.perf_counter() - t
 
 
-def _raw_rate(lm, enc, answer, rows=8):
+def _raw_rate(lm, enc, answer, rows=4, reps=2):
     import torch
     x = torch.tensor([list(enc.ids) + answer] * rows)
-    with torch.no_grad():
+    with torch.inference_mode():
         lm.module.base_model(input_ids=x[:1])
-        _, dt = _timed(lambda: lm.module.base_model(input_ids=x))
-    return rows / dt
+        dts = [_timed(lambda: lm.module.base_model(input_ids=x))[1] for _ in range(reps)]
+    return rows / float(np.median(dts))
+
+
+def _pair(reps, ours, ref):
+    """Run ``ours`` and ``ref`` alternately ``reps`` times each (order flipped every rep): results and medians."""
+    t1, t2, r1, r2 = [], [], None, None
+    for k in range(reps):
+        for which in ((0, 1) if k % 2 == 0 else (1, 0)):
+            if which == 0:
+                r1, dt = _timed(ours)
+                t1.append(dt)
+            else:
+                r2, dt = _timed(ref)
+                t2.append(dt)
+    return r1, r2, float(np.median(t1)), float(np.median(t2))
 
 
 def _rss_child(n_tokens):
@@ -81,6 +101,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--shapley", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--long", type=int, default=36, help="sentences in the long prompt")
+    ap.add_argument("--skip-ig", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--rss-child", type=int, default=0)
     a = ap.parse_args()
@@ -88,10 +111,6 @@ def main():
     torch.set_num_threads(a.threads)
     if a.rss_child:
         return _rss_child(a.rss_child)
-    rss = None
-    if not a.skip_rss:                     # in parallel, in its own process (its peak is its own)
-        rss = subprocess.Popen([sys.executable, __file__, "--rss-child", "1000", "--threads", str(a.threads)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     from captum.attr import (
         FeatureAblation,
         LayerIntegratedGradients,
@@ -106,49 +125,58 @@ def main():
     print(f"load_sample('smollm2-135m'): {load_s:.1f} s; torch threads {a.threads}")
     answer = lm.target_ids(TARGET)
     rows = []
+
+    def table_row(label, m, t1, t2, d, frac):
+        rows.append((label, m, t1, t2, d, frac))
+        print(f"  {label} {m}: explainkit {t1:.2f} s, captum {t2:.2f} s, {t2 / t1:.2f}x, rel diff {d:.2e}",
+              flush=True)
+
     def one(label, prompt, units):   # a function per prompt: the timed lambdas read its own locals
         inp, enc = _captum_input(lm, prompt, units)
         raw = _raw_rate(lm, enc, answer)
+        print(f"{label}: {len(enc.ids)} templated tokens, {enc.n_units} units, raw batched forward "
+              f"{raw:.2f} copies/s", flush=True)
         tgt = torch.tensor(answer)
         common = dict(target=TARGET, units=units)
-        ours, t_ours = _timed(lambda: ek.explain(lm, prompt, method="lm_feature_ablation", **common))
-        ref, t_ref = _timed(lambda: LLMAttribution(FeatureAblation(lm.module), lm.tokenizer).attribute(
-            inp, target=tgt, forward_in_tokens=False))
-        copies = enc.n_units + 1
-        rows.append((label, f"feature_ablation ({enc.n_units} {units})", t_ours, t_ref,
-                     _rel(ours.matrix, ref.token_attr.detach().numpy()), copies / t_ours / raw))
-        torch.manual_seed(0)
-        ours, t_ours = _timed(lambda: ek.explain(lm, prompt, method="lm_shapley_value_sampling", seed=0,
-                                                 n_samples=a.shapley, **common))
-        torch.manual_seed(0)
-        ref, t_ref = _timed(lambda: LLMAttribution(ShapleyValueSampling(lm.module), lm.tokenizer).attribute(
-            inp, target=tgt, forward_in_tokens=False, n_samples=a.shapley))
-        rows.append((label, f"shapley_value_sampling (n={a.shapley})", t_ours, t_ref,
-                     _rel(ours.matrix, ref.token_attr.detach().numpy()),
-                     ours.extras.get("copies", 0) / t_ours / raw))
-        ours, t_ours = _timed(lambda: ek.explain(lm, prompt, method="lm_integrated_gradients", n_steps=a.steps,
-                                                 **common))
+        ours, ref, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, method="lm_feature_ablation", **common),
+                                  lambda: LLMAttribution(FeatureAblation(lm.module), lm.tokenizer).attribute(
+                                      inp, target=tgt, forward_in_tokens=False))
+        table_row(label, f"feature_ablation ({enc.n_units} {units})", t1, t2,
+                  _rel(ours.matrix, ref.token_attr.detach().numpy()), (enc.n_units + 1) / t1 / raw)
+
+        def ref_sv():
+            torch.manual_seed(0)          # captum draws its permutations from the global generator
+            return LLMAttribution(ShapleyValueSampling(lm.module), lm.tokenizer).attribute(
+                inp, target=tgt, forward_in_tokens=False, n_samples=a.shapley)
+        ours, ref, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, method="lm_shapley_value_sampling", seed=0,
+                                                             n_samples=a.shapley, **common), ref_sv)
+        copies = a.shapley * enc.n_units + 1      # the copies captum evaluates (explainkit drops repeats)
+        table_row(label, f"shapley_value_sampling (n={a.shapley})", t1, t2,
+                  _rel(ours.matrix, ref.token_attr.detach().numpy()), copies / t1 / raw)
+        if a.skip_ig:
+            return
         skip = [i for i in set(enc.ids) if i not in {enc.ids[p] for pos in enc.unit_pos for p in pos}]
         tin = TextTokenInput(enc.templated, lm.tokenizer, skip_tokens=skip)
         lig = LayerIntegratedGradients(lm.module, lm.module.get_input_embeddings())
-        ref, t_ref = _timed(lambda: LLMGradientAttribution(lig, lm.tokenizer).attribute(tin, target=tgt,
-                                                                                       n_steps=a.steps))
-        rows.append((label, f"integrated_gradients (steps={a.steps})", t_ours, t_ref,
-                     float("nan"), float("nan")))
-        print(f"{label}: {len(enc.ids)} templated tokens, {enc.n_units} units, raw batched forward "
-              f"{raw:.1f} copies/s", flush=True)
+        _, _, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, method="lm_integrated_gradients",
+                                                        n_steps=a.steps, **common),
+                             lambda: LLMGradientAttribution(lig, lm.tokenizer).attribute(tin, target=tgt,
+                                                                                        n_steps=a.steps))
+        table_row(label, f"integrated_gradients (steps={a.steps})", t1, t2, float("nan"), float("nan"))
 
-    for label, prompt, units in (("~40 tok", SHORT, "words"), ("~400 tok", _long(24), "sentences")):
+    for label, prompt, units in (("short", SHORT, "words"), ("long", _long(a.long), "sentences")):
         one(label, prompt, units)
 
     print(f"\n{'prompt':9} {'method':38} {'explainkit s':>12} {'captum s':>9} {'speed-up':>9} "
           f"{'max rel diff':>12} {'copies/s vs raw':>15}")
     for label, m, t1, t2, d, frac in rows:
-        print(f"{label:9} {m:38} {t1:12.2f} {t2:9.2f} {t2 / t1:8.2f}x {d:12.2e} {frac:15.2f}")
-    print("(IG: different baselines by definition, see the docstring; its diff column is not comparable)")
-    if rss is not None:
-        out, _ = rss.communicate(timeout=1800)
-        print("IG peak RSS:", out.strip().splitlines()[-1] if out.strip() else "(child failed)")
+        print(f"{label:9} {m:38} {t1:12.2f} {t2:9.2f} {t2 / t1:8.2f}x {d:12.2e} {frac:15.2f}", flush=True)
+    print(f"(medians of {a.reps} alternating runs each; IG: different baselines by definition, see the docstring)")
+    if not a.skip_rss:                     # after the timings, in a fresh process (its peak is its own)
+        out = subprocess.run([sys.executable, __file__, "--rss-child", "1000", "--threads", str(a.threads)],
+                             capture_output=True, text=True, timeout=3600).stdout
+        print("IG on a 1,000-token prompt, fresh process:", out.strip().splitlines()[-1] if out.strip()
+              else "(child failed)")
     print(f"this process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GiB")
 
 

@@ -103,6 +103,27 @@ def test_kv_cache_reuse_equals_recomputing(lm):
         np.testing.assert_allclose(row, _direct_logprobs(lm, ids, answer), atol=2e-5)
 
 
+def test_shared_prefixes_across_batches_equal_recomputing(lm):
+    from explainkit.models.lm_masking import _sequences, plan_batches
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    answer = lm.target_ids(FORCED)
+    keep, keeps = np.zeros(enc.n_units, bool), [np.zeros(enc.n_units, bool)]
+    for j in np.random.default_rng(1).permutation(enc.n_units):    # one permutation's coalitions, as Shapley
+        keep = keep.copy()
+        keep[j] = True
+        keeps.append(keep)
+    keeps = np.vstack(keeps + [keeps[3]])                           # a repeated copy is computed once
+    seqs, where = _sequences(enc, keeps)
+    assert len(seqs) == len(keeps) - 1 and where[-1] == where[3]
+    plans = plan_batches(seqs, len(answer), lambda _: 2)
+    assert max(j - i for i, j, _, _ in plans) <= 2 and any(max(reuse) > 0 for *_, reuse in plans)
+    got = lm.score_masked(enc, keeps, answer, batch_size=2)
+    for k, row in zip(keeps, got):
+        drop = {p for u in np.flatnonzero(~k) for p in enc.unit_pos[u]}
+        ids = [t for q, t in enumerate(enc.ids) if q not in drop]
+        np.testing.assert_allclose(row, _direct_logprobs(lm, ids, answer), atol=2e-5)
+
+
 def test_shapley_same_seed_is_bit_identical(lm):
     kw = dict(method="lm_shapley_value_sampling", target=FORCED, units="words", n_samples=2)
     a, b = ek.explain(lm, PROMPT, seed=3, **kw), ek.explain(lm, PROMPT, seed=3, **kw)

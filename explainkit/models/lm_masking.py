@@ -1,0 +1,161 @@
+"""Many masked copies of one prompt through a causal LM, sharing every prefix that two copies have in common.
+
+A copy is the chat-templated prompt with some units deleted, followed by the answer. Two copies that keep the
+same tokens up to some position have the same keys and values there, so that part is computed once. The
+unique copies are put in depth-first order of their prefix trie (keep masks sorted in descending lexicographic
+order: for feature ablation that is "latest first masked unit first"; for Shapley value sampling it puts a
+permutation's successive coalitions, which share everything before the unit just added, next to each other).
+In that order the previous copy shares the longest prefix with the next one of all copies computed before it,
+so keeping only the previous copy's cache reaches the least work the trie allows.
+
+Copies are computed in batches of consecutive copies. All rows of a batch read one source cache: the
+previous copy's, or that extended once (one row, one pass) to all of the batch's first copy but its last
+position. Row ``r`` reuses the first ``reuse[r]`` positions it shares with the source and computes the rest at
+its own positions (``position_ids``), right-padded, under a 4-D mask that hides the source's other positions
+from it (causal attention never reads a pad that follows the answer). Where to split the copies into batches
+is chosen by dynamic programming for the fewest computed positions, padding included and a forward pass
+counted as ``_PASS_TOKENS`` positions of fixed overhead; rows are capped by the activation memory budget.
+The language-model head runs on the answer positions only, in float64 after the float32 projection.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["score_masked", "plan_batches"]
+
+_PASS_TOKENS = 32          # fixed cost of one forward pass, in token positions (measured on a 2-core CPU)
+_MAX_TOKENS = 4096         # positions per batch beyond which batching gains nothing
+
+
+def _sequences(enc, keeps):
+    """Unique kept-token sequences in trie (depth-first) order, and for every input copy its sequence's index."""
+    ids = np.asarray(enc.ids, dtype=np.int64)
+    unit_of = np.full(len(ids), -1)
+    for u, pos in enumerate(enc.unit_pos):
+        unit_of[pos] = u
+    in_unit = unit_of >= 0
+    kept = np.ones((len(keeps), len(ids)), dtype=bool)
+    kept[:, in_unit] = keeps[:, unit_of[in_unit]]
+    order = np.lexsort(~kept.T[::-1])               # descending lexicographic: kept (True) sorts first
+    seqs, index, where = [], {}, np.empty(len(keeps), dtype=np.int64)
+    for m in order:
+        s = ids[kept[m]]
+        key = s.tobytes()
+        if key not in index:
+            index[key] = len(seqs)
+            seqs.append(s)
+        where[m] = index[key]
+    return seqs, where
+
+
+def _lcp(a, b) -> int:
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if len(diff) else n
+
+
+def plan_batches(seqs, n_answer: int, max_rows, max_batch: int = 64):
+    """Batches ``(start, stop, extend, reuse)`` over ``seqs`` in order, the split chosen by dynamic programming
+    to compute the fewest positions (padding and a pass's fixed cost counted). Row ``r`` of ``start:stop``
+    reuses the first ``reuse[r]`` positions of the source cache and computes the rest. The source is the
+    previous copy's cache (``seqs[start - 1]``), or with ``extend`` that extended to ``seqs[start]`` but its
+    last position. ``max_rows(width)`` caps the rows of a batch whose rows compute ``width`` positions."""
+    n = len(seqs)
+    lcp = [0] + [_lcp(seqs[k - 1], seqs[k]) for k in range(1, n)]
+    lens = [len(s) for s in seqs]
+    best, choice = [0.0] + [float("inf")] * n, [None] * (n + 1)
+    for i in range(n):
+        last = lens[i] - 1
+        for extend in (False, True):
+            fixed = (last - min(lcp[i], last) + _PASS_TOKENS) if extend else 0
+            run, width = (last if extend else lcp[i]), 0
+            for j in range(i, min(n, i + max_batch)):
+                if j > i:
+                    run = min(run, lcp[j])
+                width = max(width, lens[j] + n_answer - min(run, lens[j] - 1))
+                rows = j - i + 1
+                if rows > 1 and (rows > max_rows(width + last // 4) or rows * width > _MAX_TOKENS):
+                    break
+                cost = best[i] + fixed + rows * width + _PASS_TOKENS
+                if cost < best[j + 1]:
+                    best[j + 1], choice[j + 1] = cost, (i, extend)
+    plans, j = [], n
+    while j > 0:
+        i, extend = choice[j]
+        run, last, reuse = (lens[i] - 1 if extend else lcp[i]), lens[i] - 1, []
+        for r in range(i, j):
+            if r > i:
+                run = min(run, lcp[r])
+            reuse.append(min(run, lens[r] - 1, last if extend else lens[r] - 1))
+        plans.append((i, j, extend, reuse))
+        j = i
+    return plans[::-1]
+
+
+def _batch_inputs(torch, seqs, i, reuse, ans, pad):
+    """Right-padded ids ``[B, W]``, their positions, and the float mask ``[B, 1, W, P + W]`` that shows row
+    ``r`` its own first ``reuse[r]`` cached positions (of ``P``) and, causally, its own new positions."""
+    rows, cached = len(reuse), max(reuse)
+    tails = [np.concatenate([seqs[i + r][reuse[r]:], ans]) for r in range(rows)]
+    width = max(len(t) for t in tails)
+    x = np.full((rows, width), pad, dtype=np.int64)
+    for r, t in enumerate(tails):
+        x[r, :len(t)] = t
+    reuse_t = torch.tensor(reuse)
+    pos = reuse_t[:, None] + torch.arange(width)[None]
+    if cached == 0:
+        return x, tails, pos, None
+    seen = torch.arange(cached)[None] < reuse_t[:, None]                         # [B, P]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    visible = torch.cat([seen[:, None].expand(-1, width, -1), causal[None].expand(rows, -1, -1)], dim=-1)
+    mask = torch.zeros(visible.shape, dtype=torch.float32).masked_fill_(~visible, torch.finfo(torch.float32).min)
+    return x, tails, pos, mask[:, None]
+
+
+def score_masked(lm, enc, keeps, answer, batch_size=None) -> np.ndarray:
+    """Token log-probabilities ``[M, A]`` of ``answer`` after the prompt with units deleted where
+    ``keeps[m, u]`` is False (see the module docstring for how the work is shared)."""
+    from transformers import DynamicCache
+    torch = lm.torch
+    keeps = np.asarray(keeps, dtype=bool).reshape(len(keeps), -1)
+    n_ans = len(answer)
+    if len(keeps) == 0:
+        return np.zeros((0, n_ans))
+    seqs, where = _sequences(enc, keeps)
+    cap = batch_size or 10 ** 9
+    plans = plan_batches(seqs, n_ans, lambda length: min(cap, lm.batch_rows(length)))
+    base, kw = lm.module.base_model, lm._cache_kw()
+    head = lm.module.get_output_embeddings()
+    pad = min(lm.eos_ids) if lm.eos_ids else 0
+    ans = np.asarray(answer, dtype=np.int64)
+    out = np.zeros((len(seqs), n_ans))
+    prev = None                              # per layer (keys, values) [1, H, T, D] of the previous copy
+    with torch.inference_mode():
+        for i, j, extend, reuse in plans:
+            rows, cached = j - i, max(reuse)
+            x, tails, pos, mask = _batch_inputs(torch, seqs, i, reuse, ans, pad)
+            if extend:                       # the source: the previous copy's cache grown to seqs[i][:-1]
+                first = min(_lcp(seqs[i - 1], seqs[i]) if i else 0, cached)
+                src = DynamicCache()
+                for li, (k, v) in enumerate(prev if first else []):
+                    src.update(k[:, :, :first], v[:, :, :first], li)
+                base(input_ids=torch.from_numpy(seqs[i][first:cached][None]), **{kw: src}, use_cache=True)
+                prev = [(layer.keys, layer.values) for layer in src.layers]
+            cache = DynamicCache()
+            if cached:
+                for li, (k, v) in enumerate(prev):
+                    cache.update(k[:, :, :cached].expand(rows, -1, -1, -1),
+                                 v[:, :, :cached].expand(rows, -1, -1, -1), li)
+            hidden = base(input_ids=torch.from_numpy(x), attention_mask=mask, position_ids=pos, **{kw: cache},
+                          use_cache=True).last_hidden_state
+            r_idx = np.repeat(np.arange(rows), n_ans)
+            c_idx = np.concatenate([np.arange(len(t) - n_ans - 1, len(t) - 1) for t in tails])
+            h = hidden[torch.from_numpy(r_idx), torch.from_numpy(c_idx)]
+            lp = torch.log_softmax(head(h).double(), dim=-1)
+            lp = lp.gather(1, torch.from_numpy(np.tile(ans, rows)).view(-1, 1)).view(rows, n_ans)
+            out[i:j] = lp.numpy()
+            keep, own = reuse[-1], len(seqs[j - 1]) - reuse[-1]     # the last row's own prefix, contiguous
+            prev = [(torch.cat([layer.keys[-1:, :, :keep], layer.keys[-1:, :, cached:cached + own]], dim=2),
+                     torch.cat([layer.values[-1:, :, :keep], layer.values[-1:, :, cached:cached + own]], dim=2))
+                    for layer in cache.layers]
+    return out[where]
