@@ -124,6 +124,21 @@ def test_shared_prefixes_across_batches_equal_recomputing(lm):
         np.testing.assert_allclose(row, _direct_logprobs(lm, ids, answer), atol=2e-5)
 
 
+def test_a_model_that_ignores_the_shared_prefix_mask_falls_back_to_full_passes(lm, monkeypatch):
+    from explainkit.models import lm_masking
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    answer = lm.target_ids(FORCED)
+    keeps = np.eye(enc.n_units, dtype=bool)[:3] ^ True
+    right = lm.score_masked(enc, keeps, answer)
+    real = lm_masking.score_masked
+    monkeypatch.setattr(lm_masking, "score_masked", lambda *a, **k: real(*a, **k) + 0.01)   # as a model would
+    monkeypatch.delattr(lm, "_shared_prefix_ok", raising=False)          # that read the mask wrongly
+    with pytest.warns(RuntimeWarning, match="one full pass per copy"):
+        got = lm.score_masked(enc, keeps, answer)
+    np.testing.assert_allclose(got, right, atol=2e-5)                     # the plain path: still exact
+    assert lm._shared_prefix_ok is False       # (monkeypatch restores the verdict the first call reached)
+
+
 def test_shapley_same_seed_is_bit_identical(lm):
     kw = dict(method="lm_shapley_value_sampling", target=FORCED, units="words", n_samples=2)
     a, b = ek.explain(lm, PROMPT, seed=3, **kw), ek.explain(lm, PROMPT, seed=3, **kw)

@@ -1,4 +1,5 @@
-"""Load user data files for a model: an MNIST directory, an SST-2 folder, a TSV or CSV file, or an .npz file."""
+"""Load user data files for a model: an MNIST directory, an SST-2 folder, a TSV or CSV file, an .npz file, or
+(for an image model) a photo file or a folder of photos."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,11 +27,13 @@ def load_path(spec, model):
 
 
 def _load(p: Path, model):
-    from explainkit.data import datasets
+    from explainkit.data import datasets, photo_files
 
     if not p.exists():
         raise DataError(f"No data at {str(p)!r}.",
-                        "pass 'sample', an MNIST directory, a .tsv/.csv file or an .npz file.")
+                        "pass 'sample', an MNIST directory, a .tsv/.csv file, an .npz file or a photo.")
+    if getattr(model, "modality", None) is Modality.IMAGE and photo_files.is_photo_path(p):
+        return photo_files.load_photos(p, model)          # each at its own size; the model's prepare resizes
     if p.is_dir():
         if any(p.glob("*-images-idx3-ubyte*")) or (p / "mnist").is_dir():
             data = datasets.load_mnist(p, "heldout")
@@ -46,7 +49,9 @@ def _load(p: Path, model):
         return _npz(p, model)
     if suffix in (".tsv", ".csv", ".txt"):
         return _table(p, model, "\t" if suffix == ".tsv" else ",")
-    raise DataError(f"Unsupported data file type {suffix!r} ({p.name}).", "use .npz, .tsv or .csv.")
+    raise DataError(f"Unsupported data file type {suffix!r} ({p.name}).",
+                    "use .npz, .tsv or .csv" + (", or a photo (" + ", ".join(photo_files.PHOTO_SUFFIXES) + ")"
+                                                 if getattr(model, "modality", None) is Modality.IMAGE else "") + ".")
 
 
 def _named(data, model):

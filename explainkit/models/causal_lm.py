@@ -259,8 +259,33 @@ class CausalLM(ModelAdapter):
         """Token log-probabilities ``[M, A]`` of ``answer`` after the prompt with units deleted where
         ``keeps[m, u]`` is False; batched, each prefix shared by copies computed once
         (:mod:`explainkit.models.lm_masking`)."""
-        from explainkit.models.lm_masking import score_masked
-        return score_masked(self, enc, keeps, list(answer), batch_size=batch_size)
+        from explainkit.models.lm_masking import score_masked, sequences_of
+        keeps = np.asarray(keeps, dtype=bool).reshape(len(keeps), -1)
+        if getattr(self, "_shared_prefix_ok", True):
+            out = score_masked(self, enc, keeps, list(answer), batch_size=batch_size)
+            if len(out) and not hasattr(self, "_shared_prefix_ok"):
+                self._shared_prefix_ok = self._check_shared_prefix(enc, keeps, answer, out)
+            if self._shared_prefix_ok:
+                return out
+        seqs = sequences_of(enc, keeps)          # the plain path: one full forward pass per copy
+        return np.stack([self.token_logprobs(list(s), list(answer)) for s in seqs]).reshape(len(keeps), len(answer))
+
+    def _check_shared_prefix(self, enc, keeps, answer, out) -> bool:
+        """Once per model: the shared-prefix path relies on the model honouring a 4-D attention mask and
+        ``position_ids``; compare two of its copies with the model's own forward pass. A model that ignores
+        either would give wrong numbers silently, so it falls back to one full pass per copy, with a warning."""
+        import warnings
+
+        from explainkit.models.lm_masking import sequences_of
+        seqs = sequences_of(enc, keeps)
+        rows = sorted({0, len(keeps) - 1, int(np.argmin(keeps.sum(axis=1)))})
+        worst = max(float(np.max(np.abs(self.token_logprobs(list(seqs[m]), list(answer)) - out[m]))) for m in rows)
+        if worst <= 1e-4 * max(1.0, float(np.max(np.abs(out[rows])))):
+            return True
+        warnings.warn(f"{self.name}: the shared-prefix scoring differs from the model's own forward pass by "
+                      f"{worst:.2e} (the model may ignore a 4-D attention mask or position_ids); scoring one full "
+                      "pass per copy instead (slower, exact).", RuntimeWarning, stacklevel=3)
+        return False
 
     def _cache_kw(self) -> str:
         """transformers 5 names the cache argument ``cache`` (``past_key_values`` before)."""

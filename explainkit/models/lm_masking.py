@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["score_masked", "plan_batches"]
+__all__ = ["score_masked", "plan_batches", "sequences_of"]
 
 _PASS_TOKENS = 32          # fixed cost of one forward pass, in token positions (measured on a 2-core CPU)
 _MAX_TOKENS = 4096         # positions per batch beyond which batching gains nothing
@@ -46,6 +46,12 @@ def _sequences(enc, keeps):
             seqs.append(s)
         where[m] = index[key]
     return seqs, where
+
+
+def sequences_of(enc, keeps) -> list:
+    """The kept-token sequence of every copy, in the order of ``keeps``."""
+    seqs, where = _sequences(enc, np.asarray(keeps, dtype=bool).reshape(len(keeps), -1))
+    return [seqs[w] for w in where]
 
 
 def _lcp(a, b) -> int:
