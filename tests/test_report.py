@@ -251,3 +251,15 @@ def test_unchanged_rerun_reuses_the_report_and_any_change_rebuilds_it(mnist_cnn,
     changed.labels[0] = (changed.labels[0] + 1) % 10
     assert not explainkit.report(mnist_cnn, changed, **kw).index["counts"].get("up_to_date")
     assert explainkit.report(mnist_cnn, data, **{**kw, "limit": 4}).index["counts"]["samples"] == 4
+
+
+def test_confusion_matrix_of_many_classes_keeps_only_those_that_occur():
+    from explainkit.enums import Task
+    from explainkit.reports.stats import prediction_stats
+
+    names = [f"class {i}" for i in range(1000)]                     # ImageNet-size: 1,000 classes
+    st = prediction_stats(Task.CLASSIFICATION, names, [281, 967, 5, 5], None, np.array([281, 968, 5, 7]))
+    assert st["confusion_classes"] == [5, 7, 281, 967, 968] and np.asarray(st["confusion"]).shape == (5, 5)
+    assert st["accuracy"] == 0.5 and np.asarray(st["confusion"])[1, 0] == 1       # a 7 predicted as 5
+    small = prediction_stats(Task.CLASSIFICATION, ["a", "b", "c"], [0, 1, 1], None, np.array([0, 1, 2]))
+    assert small["confusion_classes"] == [0, 1, 2] and small["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]

@@ -223,7 +223,16 @@ def prediction_stats(task: Task, classes, preds, probs_or_values, labels) -> dic
                 "rmse": float(np.sqrt((err ** 2).mean())), "bias": float(err.mean()),
                 "max_abs_error": float(np.abs(err).max())}
     k = len(classes)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (labels.astype(np.int64), np.asarray(preds, dtype=np.int64)), 1)
-    return {"n": int(len(preds)), "labelled": True, "accuracy": float(np.trace(cm) / max(1, cm.sum())),
-            "confusion": cm.tolist()}
+    labels, preds = labels.astype(np.int64), np.asarray(preds, dtype=np.int64)
+    # many classes (ImageNet: 1,000): only those that occur as a label or a prediction, else the matrix is
+    # a million mostly-zero cells, megabytes in the JSON and the HTML
+    shown = np.arange(k) if k <= MAX_CONFUSION_CLASSES else np.union1d(labels, preds)
+    where = np.full(k, -1, dtype=np.int64)
+    where[shown] = np.arange(len(shown))
+    cm = np.zeros((len(shown), len(shown)), dtype=np.int64)
+    np.add.at(cm, (where[labels], where[preds]), 1)
+    return {"n": int(len(preds)), "labelled": True, "accuracy": float(np.mean(labels == preds)),
+            "confusion": cm.tolist(), "confusion_classes": shown.tolist()}
+
+
+MAX_CONFUSION_CLASSES = 20       # above this, the confusion matrix keeps only the classes that occur
