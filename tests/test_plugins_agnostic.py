@@ -93,7 +93,9 @@ def test_kernel_shap_exact_enumeration_equals_shapley_values(diabetes, load_data
 def test_kernel_shap_matches_shap_called_directly(breast_cancer, load_data, l1_ours, l1_shap):
     model = breast_cancer
     raw, _ = _first(load_data, "breast-cancer-mlp", 2)
-    e = explainkit.explain(model, raw, "kernel_shap", seed=3, n_samples=600, l1_reg=l1_ours)
+    # estimator='shap' is the shap.KernelExplainer path (the default estimator is explainkit's own, checked
+    # against exact Shapley values in tests/test_uncertainty.py)
+    e = explainkit.explain(model, raw, "kernel_shap", seed=3, n_samples=600, l1_reg=l1_ours, estimator="shap")
     t = e.target
     mean = np.asarray(model.standardize["mean"], dtype=np.float64)    # the fill: the training mean
 

@@ -16,7 +16,7 @@ from explainkit.errors import DataError, ExplainKitError, ParameterError
 __all__ = ["Explanation", "AttentionExplanation", "Explanations", "WordScore", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-_ARRAYS = ("scores", "attributions", "probabilities", "image", "feature_values", "matrices")
+_ARRAYS = ("scores", "errors", "attributions", "probabilities", "image", "feature_values", "matrices")
 
 
 class WordScore(NamedTuple):
@@ -43,6 +43,8 @@ class Explanation:
     - Sub-word text (Hugging Face models): ``words`` maps pieces to words, ``[word, start, end, [piece
       indices]]`` with ``word == text[start:end]`` (:meth:`by_words` sums the pieces); ``unscored`` lists the
       tokens the model reads that are never units ([CLS], [SEP]): their score is 0 and no view ranks them.
+    - Uncertainty: ``errors``, a standard error per score (same shape) from stochastic methods that
+      estimate one (Kernel SHAP, LIME, SmoothGrad, Gradient SHAP); None for deterministic methods.
     """
 
     scores: np.ndarray
@@ -74,9 +76,15 @@ class Explanation:
     extras: dict = field(default_factory=dict)
     words: list | None = None
     unscored: list[int] | None = None
+    errors: np.ndarray | None = None
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float64)
+        if self.errors is not None:
+            self.errors = np.asarray(self.errors, dtype=np.float64)
+            if self.errors.shape != self.scores.shape:
+                raise ParameterError(f"errors of shape {self.errors.shape} do not match scores {self.scores.shape}.",
+                                     "give one standard error per score (same shape), or errors=None.")
         self.modality = Modality.parse(self.modality)
         self.kind = ResultKind.parse(self.kind)
         self.task = Task.parse(self.task)
@@ -103,6 +111,9 @@ class Explanation:
         if unscored and exp.kind is not ResultKind.ATTENTION and exp.scores.shape == (len(special),):
             exp.scores = exp.scores.copy()        # (the plugin's own array is left alone)
             exp.scores[unscored] = 0.0            # special tokens are never units: no method scores them
+            if exp.errors is not None:
+                exp.errors = exp.errors.copy()
+                exp.errors[unscored] = 0.0
         return exp
 
     # -- summaries ----------------------------------------------------------------------------------
@@ -134,6 +145,14 @@ class Explanation:
         if self.unscored and not words:
             order = order[~np.isin(order, self.unscored)]
         return [(units[i], float(flat[i])) for i in order[:k]]
+
+    def flat_errors(self) -> np.ndarray | None:
+        """The standard errors in the order of ``scores.reshape(-1)`` (unknown ones, inf, as NaN), or None."""
+        e = self.errors
+        if e is None or np.shape(e) != self.scores.shape:
+            return None
+        e = np.asarray(e, np.float64).reshape(-1)
+        return np.where(np.isfinite(e), e, np.nan)
 
     @property
     def has_pieces(self) -> bool:
@@ -335,7 +354,8 @@ _EXPLANATION_SCHEMA = {
     "properties": {
         "format_version": {"type": "integer"}, "class": {"enum": ["Explanation", "AttentionExplanation",
                                                                     "GenerationExplanation"]},
-        "scores": {"$ref": "#/$defs/nums"}, "attributions": {"$ref": "#/$defs/nums"},
+        "scores": {"$ref": "#/$defs/nums"}, "errors": {"$ref": "#/$defs/nums"},
+        "attributions": {"$ref": "#/$defs/nums"},
         "probabilities": {"$ref": "#/$defs/nums"}, "image": {"$ref": "#/$defs/nums"},
         "feature_values": {"$ref": "#/$defs/nums"}, "matrices": {"$ref": "#/$defs/nums"},
         "modality": {"type": "string"}, "kind": {"type": "string"}, "task": {"type": "string"},
@@ -398,6 +418,9 @@ def _validate_dict(d) -> None:
                             "re-create it with Explanation.to_dict().")
     scores = np.asarray(d["scores"], dtype=np.float64)
     n = scores.size
+    if d.get("errors") is not None and np.shape(d["errors"]) != scores.shape:
+        raise DataError(f"Not a valid explanation: errors of shape {np.shape(d['errors'])} for scores of shape "
+                        f"{scores.shape}.", "re-create it with Explanation.to_dict().")
     tokens, offsets, text = d.get("tokens"), d.get("offsets"), d.get("text")
     if d.get("modality") == "text" and tokens is not None and d.get("class", "Explanation") == "Explanation" \
             and len(tokens) != n:

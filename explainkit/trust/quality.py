@@ -27,6 +27,7 @@ from explainkit.trust.metrics import (
     sample_of,
     stability,
 )
+from explainkit.trust.separation import Separation, separation
 
 __all__ = ["Metric", "Quality", "Evaluation", "Agreement", "assess", "evaluate", "agreement",
            "DEFAULT_METRICS", "MARGIN"]
@@ -77,6 +78,7 @@ class Quality:
     faithfulness: float | None = None
     randomization: Randomization | None = None
     stability: Stability | None = None
+    separation: Separation | None = None      # the top-k ranking against the explanation's own errors
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -109,6 +111,7 @@ class Quality:
             rho = _fmt(s.mean_rho)
             parts.append("deterministic" if s.zero_spread and not s.stochastic else
                          f"stable ρ̄={rho}" if s.mean_rho >= 0.8 else f"unstable ρ̄={rho}")
+        parts += [self.separation.badge()] if self.separation is not None else []
         return " ".join(parts) or "no metrics"
 
     def __repr__(self) -> str:
@@ -132,6 +135,7 @@ class Quality:
         if s is not None:
             rows.append(("stability ρ̄ over seeds", _fmt(s.mean_rho), f"{s.runs} runs, max std {_fmt(s.spread, 3)}",
                          "✓" if s.mean_rho >= 0.8 else "✗"))
+        rows += [self.separation.row()] if self.separation is not None else []
         return rows
 
     def _repr_html_(self) -> str:
@@ -147,7 +151,8 @@ class Quality:
         d = {"method": self.method, "n_units": self.n_units, "target": self.target, "badge": self.badge(),
              "faithfulness": None if self.faithfulness is None or not np.isfinite(self.faithfulness)
              else float(self.faithfulness), "timings": dict(self.timings), "notes": list(self.notes)}
-        for k in ("deletion", "deletion_random", "insertion", "insertion_random", "randomization", "stability"):
+        for k in ("deletion", "deletion_random", "insertion", "insertion_random", "randomization", "stability",
+                  "separation"):
             v = getattr(self, k)
             d[k] = None if v is None else v.to_dict()
         return d
@@ -174,7 +179,8 @@ def _qualities(model, samples, exps, metrics, *, steps, n_random, n_subsets, ran
     if isinstance(n_random, bool) or not isinstance(n_random, (int, np.integer)) or n_random < 0:
         raise ParameterError(f"n_random must be an integer ≥ 0; got {n_random!r}.", "pass n_random=3.")
     fills = [fill_for(e, model, s, fill) for e, s in zip(exps, samples)]
-    qs = [Quality(method=e.method or "?", n_units=int(np.asarray(e.scores).size), target=e.target) for e in exps]
+    qs = [Quality(method=e.method or "?", n_units=int(np.asarray(e.scores).size), target=e.target,
+                  separation=separation(e)) for e in exps]
     curves = {Metric.DELETION, Metric.INSERTION} & set(metrics)
     if curves:
         t0 = time.perf_counter()

@@ -35,6 +35,7 @@ _CMAPS = {View.SIGNED: "RdBu_r", View.POSITIVE: "Reds", View.ABSOLUTE: "Purples"
 # user strings (class and feature names, tokens, method names) are drawn as they are: never parsed as
 # mathtext ('$\frac{1}{$' would raise) nor sent through TeX when text.usetex is on
 _LITERAL = {"parse_math": False, "usetex": False}
+_ERRBAR = {"ecolor": "#222222", "elinewidth": 0.8, "capsize": 2}      # ±2 standard error bars
 
 
 # -- colour scale -------------------------------------------------------------------------------------
@@ -131,8 +132,8 @@ def plot(exp, ax=None, view="signed", **kw):
     """Draw an explanation with matplotlib; returns the Figure.
 
     Options: ``alpha`` (image overlay, 0.7), ``vmax`` (shared colour scale), ``max_features``
-    (tabular bars, 20), ``layer``/``head`` (attention, -1/'mean'), ``title``, ``units`` (text: 'pieces',
-    the default, or 'words', each word the sum of its pieces; see :mod:`explainkit.views.units`).
+    (tabular bars, 20; ±2 standard error bars where ``exp.errors`` is set), ``layer``/``head`` (attention),
+    ``title``, ``units`` (text: 'pieces' or 'words', each word the sum of its pieces; see views.units).
     """
     view = View.parse(view)
     exp = shown(exp, kw.get("units", Units.PIECES))
@@ -250,7 +251,9 @@ def _plot_bars(exp, ax, view, max_features, vmax, title):
     cols = _rgba(s[order], view, vmax if vmax is not None else scale(s, view))
     cols[:, :3] = np.where(np.abs(vals)[:, None] > 0, cols[:, :3], 0.8)
     y = np.arange(len(order))[::-1]
-    ax.barh(y, vals, color=cols, edgecolor="#555555", linewidth=0.4)
+    err = exp.flat_errors()
+    ax.barh(y, vals, color=cols, edgecolor="#555555", linewidth=0.4,
+            **({} if err is None else {"xerr": 2 * err[order], "error_kw": _ERRBAR}))   # ±2 SE
     ax.set_yticks(y, [labels[i] for i in order], fontsize=8, **_LITERAL)
     ax.axvline(0, color="#333333", linewidth=0.8)
     ax.set_xlabel(visible(f"attribution to the {_output_label(exp)}"), fontsize=8, **_LITERAL)
@@ -259,7 +262,7 @@ def _plot_bars(exp, ax, view, max_features, vmax, title):
 
 
 def waterfall(exp, ax=None, max_features: int = 12):
-    """SHAP-style waterfall from the base value to the model output, biggest contributions first."""
+    """SHAP-style waterfall from the base value to the output, biggest first (±2 SE bars if ``exp.errors``)."""
     if exp.base_value is None:
         raise ExplainKitError(f"The {exp.method} explanation has no base value, so it has no waterfall.",
                               "use a method with a base value (kernel_shap), or plot() instead.")
@@ -267,20 +270,25 @@ def waterfall(exp, ax=None, max_features: int = 12):
     order = list(np.argsort(-np.abs(s), kind="stable"))
     labels = _bar_labels(exp)
     head, rest = order[: int(max_features)], order[int(max_features):]
-    steps = [(labels[i], s[i]) for i in head]
-    if rest:
-        steps.append((f"{len(rest)} other features", float(s[rest].sum())))
+    err = exp.flat_errors()
+    steps = [(labels[i], s[i], None if err is None else err[i]) for i in head]
+    if rest:           # the others' error as if independent (root sum of squares)
+        steps.append((f"{len(rest)} other features", float(s[rest].sum()),
+                      None if err is None else float(np.sqrt(np.sum(err[rest] ** 2)))))
     fig, ax = _axes(ax, (6.4, 1.2 + 0.3 * len(steps)))
     start = float(exp.base_value)
-    for row, (_name, v) in enumerate(steps):
-        y = len(steps) - row
+    for row, (_name, v, e) in enumerate(steps):
+        y, e = len(steps) - row, e if e is not None and np.isfinite(e) else None      # unknown (NaN): no bar
         ax.barh(y, v, left=start, color="#d6604d" if v >= 0 else "#4393c3", edgecolor="#555555", linewidth=0.4)
-        ax.text(start + v, y, f" {v:+.3g} ", va="center", ha="left" if v >= 0 else "right", fontsize=7)
+        if e is not None:                              # ±2 standard errors at the bar's end
+            ax.errorbar(start + v, y, xerr=2 * e, fmt="none", **_ERRBAR)
+        tip = start + v + (0.0 if e is None else 2 * e if v >= 0 else -2 * e)       # the label clears the bar
+        ax.text(tip, y, f" {v:+.3g} ", va="center", ha="left" if v >= 0 else "right", fontsize=7)
         start += v
-    ends = np.cumsum([0.0] + [v for _, v in steps]) + float(exp.base_value)
+    ends = np.cumsum([0.0] + [v for _, v, _ in steps]) + float(exp.base_value)
     pad = 0.15 * max(float(np.ptp(ends)), 1e-9)
     ax.set_xlim(float(ends.min()) - pad, float(ends.max()) + pad)
-    ax.set_yticks(range(len(steps), 0, -1), [n for n, _ in steps], fontsize=8, **_LITERAL)
+    ax.set_yticks(range(len(steps), 0, -1), [n for n, *_ in steps], fontsize=8, **_LITERAL)
     ax.axvline(float(exp.base_value), color="#777777", linestyle=":", linewidth=0.8)
     ax.axvline(start, color="#222222", linewidth=0.8)
     ax.set_xlabel(visible(f"{_output_label(exp)}: base {float(exp.base_value):.4g} → f(x) {start:.4g}"), fontsize=8,

@@ -53,5 +53,5 @@ def _copy(exp, tokens, offsets, scores):
     out = copy.copy(exp)
     out.tokens, out.offsets = list(tokens), None if offsets is None else [tuple(o) for o in offsets]
     out.scores = np.asarray(scores, dtype=np.float64)
-    out.words, out.unscored, out.attributions = None, None, None
+    out.words, out.unscored, out.attributions, out.errors = None, None, None, None   # (per-piece errors do not sum)
     return out

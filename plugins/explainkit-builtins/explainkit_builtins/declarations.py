@@ -46,7 +46,7 @@ INTEGRATED_GRADIENTS = ExplainerSpec(
 SMOOTHGRAD = ExplainerSpec(
     name="smoothgrad", title="SmoothGrad",
     description="Averages saliency maps over noisy copies of the input (captum NoiseTunnel), "
-                "which removes much of the gradient's visual noise.",
+                "which removes much of the gradient's visual noise. Standard errors over the copies.",
     reference="Smilkov et al. 2017, https://arxiv.org/abs/1706.03825",
     modalities=ALL, tasks=BOTH, requires=_GRAD, impl=f"{_PKG}.gradients:SmoothGrad", stochastic=True,
     params=(Param("n_samples", "int", 25, min=1, max=1000, help="Noisy copies to average."),
@@ -58,7 +58,8 @@ SMOOTHGRAD = ExplainerSpec(
 GRADIENT_SHAP = ExplainerSpec(
     name="gradient_shap", title="Gradient SHAP",
     description="Expected gradients: integrated gradients averaged over random baselines and random "
-                "points on the path, approximating SHAP values for differentiable models.",
+                "points on the path, approximating SHAP values for differentiable models. Standard "
+                "errors over the draws.",
     reference="Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874",
     modalities=ALL, tasks=BOTH, requires=_GRAD, impl=f"{_PKG}.gradients:GradientShap", stochastic=True,
     params=(Param("n_samples", "int", 50, min=1, max=5000, help="Random draws per input."),
@@ -88,12 +89,19 @@ OCCLUSION = ExplainerSpec(
 KERNEL_SHAP = ExplainerSpec(
     name="kernel_shap", title="Kernel SHAP",
     description="Model-agnostic Shapley values from a weighted linear regression over coalitions of "
-                "features, tokens, or image patches/superpixels (the shap library). Exact enumeration "
-                "when all coalitions fit in the sample budget.",
-    reference="Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874",
+                "features, tokens, or image patches/superpixels, with a standard error per unit: paired, "
+                "size-stratified sampling (Covert & Lee 2021), exact enumeration when every coalition fits "
+                "in the budget (by default up to 14 units).",
+    reference="Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874; Covert & Lee 2021, "
+              "https://arxiv.org/abs/2012.01536",
     modalities=ALL, tasks=BOTH, requires={C.PREDICT}, impl=f"{_PKG}.shap_plugin:KernelShap", stochastic=True,
     params=(Param("n_samples", "int", 0, min=0, max=1_000_000,
-                  help="Coalitions evaluated (0: shap's 'auto', 2*M+2048; exact when 2^M fits)."),
+                  help="Coalitions evaluated at most (0: every coalition up to 14 units, else 2*M+2048)."),
+            Param("tolerance", "float", 0.0, min=0.0, max=1e6,
+                  help="Stop once the largest standard error is below this (output units; 0: use the budget)."),
+            Param("estimator", "choice", "paired", choices=("paired", "leverage", "shap"),
+                  help="paired: budget shared by Shapley-kernel mass; leverage: equally per size "
+                       "(Musco & Witter 2024); shap: shap.KernelExplainer (no standard errors)."),
             Param("segmentation", "choice", "patches", choices=("patches", "superpixels"),
                   help="Image units: square patches or SLIC superpixels."),
             Param("patch_size", "int", 4, min=1, max=64, help="Patch side in pixels (images)."),
@@ -101,12 +109,13 @@ KERNEL_SHAP = ExplainerSpec(
             Param("n_background", "int", 50, min=1, max=2000,
                   help="Tabular background rows (k-means summary of the data; else the training mean)."),
             Param("l1_reg", "choice", "auto", choices=("auto", "none"),
-                  help="Feature selection before the regression (shap's l1_reg).")))
+                  help="Feature selection before the regression (shap's l1_reg; estimator='shap' only).")))
 
 LIME = ExplainerSpec(
     name="lime", title="LIME",
     description="Fits a sparse weighted linear model to the predictions on perturbed copies of the "
-                "input (the lime library): tabular features, text tokens, or image segments.",
+                "input (the lime library): tabular features, text tokens, or image segments. Standard "
+                "errors are the surrogate's robust (sandwich) coefficient errors.",
     reference="Ribeiro et al. 2016, https://arxiv.org/abs/1602.04938",
     modalities=ALL, tasks=BOTH, requires={C.PREDICT}, impl=f"{_PKG}.lime_plugin:Lime", stochastic=True,
     params=(Param("n_samples", "int", 1000, min=10, max=100_000, help="Perturbed samples."),

@@ -124,20 +124,35 @@ class Batch:
         r = float(x.max() - x.min()) if x.numel() else 0.0
         return r if r > 0 and math.isfinite(r) else 1.0
 
-    def explanations(self, attr, *, base_values=None, extras=None) -> list:
+    def unit_scores(self, a, s):
+        """One sample's attribution ``[...]`` as per-unit scores: summed over embedding dims or channels."""
+        if self.text:
+            return a[: s.n_units].sum(axis=-1)       # drop padded positions; per token, over the embedding
+        return a.sum(axis=0) if s.modality is Modality.IMAGE else a
+
+    def draw_errors(self, draws, n: int) -> list | None:
+        """Standard errors of the mean over ``n`` draws, per unit: ``draws`` is ``[N*n, ...]`` (sample-major,
+        captum's repeat_interleave), each draw reduced to unit scores first; None with a single draw."""
+        if n < 2:
+            return None
+        arr = draws.detach().cpu().double().numpy()
+        arr = arr.reshape((len(self.samples), n) + arr.shape[1:])
+        out = []
+        for s, per in zip(self.samples, arr):
+            units = np.stack([self.unit_scores(a, s) for a in per])
+            out.append(units.std(axis=0, ddof=1) / math.sqrt(n))
+        return out
+
+    def explanations(self, attr, *, base_values=None, extras=None, errors=None) -> list:
         """Per-sample results from batch attributions ``[N,...]`` (text: ``[N,T,D]``)."""
         arr = attr.detach().cpu().double().numpy()
         out = []
         for i, s in enumerate(self.samples):
             a = arr[i]
+            scores = self.unit_scores(a, s)
             if self.text:
-                a = a[: s.n_units]                   # drop padded positions
-                scores = a.sum(axis=-1)              # per token, over the embedding dimension
-            elif s.modality is Modality.IMAGE:
-                scores = a.sum(axis=0)               # [C,H,W] -> [H,W]
-            else:
-                scores = a
-            exp = Explanation.from_sample(s, scores, attributions=a,
+                a = a[: s.n_units]
+            exp = Explanation.from_sample(s, scores, attributions=a, errors=None if errors is None else errors[i],
                                           base_value=None if base_values is None else base_values[i])
             if extras is not None:
                 exp.extras.update(extras[i])
@@ -283,6 +298,28 @@ class IntegratedGradients(_GradientExplainer):
         return batch.explanations(attr, base_values=fb, extras=extras)
 
 
+def _recording(method) -> list:
+    """Record the per-draw attributions that a NoiseTunnel gets from ``method`` (its one inner call).
+
+    NoiseTunnel calls ``method.attribute.__wrapped__(method, ...)`` (captum's undecorated method), so the
+    recorder is set as that attribute on this instance only."""
+    seen = []
+    inner = type(method).attribute
+    inner = getattr(inner, "__wrapped__", inner)
+
+    def attribute(*args, **kwargs):
+        return record(method, *args, **kwargs)
+
+    def record(self, *args, **kwargs):
+        out = inner(self, *args, **kwargs)
+        seen.append((out[0] if isinstance(out, tuple) else out).detach())
+        return out
+
+    attribute.__wrapped__ = record
+    method.attribute = attribute
+    return seen
+
+
 class SmoothGrad(_GradientExplainer):
     """Saliency averaged over noisy copies of the input (captum NoiseTunnel); noise relative to the input range."""
 
@@ -295,11 +332,20 @@ class SmoothGrad(_GradientExplainer):
         else:
             x, fwd, args = batch.inputs, model.forward, batch.forward_args
         sigma = float(stdevs) * batch.value_range(x)
-        tunnel = ca.NoiseTunnel(ca.Saliency(fwd))
+        saliency = ca.Saliency(fwd)
+        draws = _recording(saliency)
+        tunnel = ca.NoiseTunnel(saliency)
         attr = tunnel.attribute(x, nt_type=nt_type, nt_samples=n_samples, stdevs=sigma, target=batch.targets,
                                 additional_forward_args=args)
+        d = draws[0]
+        if nt_type == "smoothgrad_sq":          # the mean of squares: errors of the squared draws
+            d = d * d
+        elif nt_type == "vargrad":              # a variance: errors of the squared deviations from the mean
+            k = d.shape[0] // len(batch.samples)
+            dev = d - d.reshape((len(batch.samples), k) + tuple(d.shape[1:])).mean(dim=1).repeat_interleave(k, 0)
+            d = dev * dev * (k / max(k - 1, 1))
         extras = [{"noise_stdev": sigma}] * len(batch.samples)
-        return batch.explanations(attr, extras=extras)
+        return batch.explanations(attr, extras=extras, errors=batch.draw_errors(d, int(n_samples)))
 
 
 class GradientShap(_GradientExplainer):
@@ -321,11 +367,19 @@ class GradientShap(_GradientExplainer):
         scale = batch.value_range(x)
         noise = torch.randn((n_baselines - 1,) + tuple(base.shape[1:]), dtype=base.dtype, device=base.device)
         dist = torch.cat([base, base + BASELINE_NOISE * scale * noise], dim=0)
-        attr = ca.GradientShap(fwd).attribute(x, baselines=dist, n_samples=n_samples, stdevs=float(stdevs) * scale,
-                                              target=batch.targets, additional_forward_args=args)
+        # captum's GradientShap is NoiseTunnel(InputBaselineXGradient) drawing baselines from the distribution;
+        # built here the same way (same random draws, same result) so that every draw is recorded
+        from captum.attr._core.gradient_shap import InputBaselineXGradient
+
+        inner = InputBaselineXGradient(fwd, True)
+        draws = _recording(inner)
+        attr = ca.NoiseTunnel(inner).attribute(x, nt_type="smoothgrad", nt_samples=n_samples,
+                                               stdevs=float(stdevs) * scale, draw_baseline_from_distrib=True,
+                                               baselines=dist, target=batch.targets, additional_forward_args=args)
         base_values = self._expected_baseline_output(batch, fwd, dist)
         extras = [{"output_space": output_space(model), "n_baselines": int(n_baselines)}] * len(batch.samples)
-        return batch.explanations(attr, base_values=base_values, extras=extras)
+        return batch.explanations(attr, base_values=base_values, extras=extras,
+                                  errors=batch.draw_errors(draws[0], int(n_samples)))
 
     @staticmethod
     def _expected_baseline_output(batch, fwd, dist) -> np.ndarray:

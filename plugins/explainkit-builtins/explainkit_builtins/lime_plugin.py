@@ -10,6 +10,11 @@
   tokens ([CLS], [SEP]) stay in every copy and score exactly 0.
 - Images: lime's image recipe (``LimeImageExplainer``: random segment switches, cosine distance, kernel
   width 0.25, hidden segments black) run by ``LimeBase`` on patch or quickshift segment masks.
+
+Standard errors (``exp.errors``) are the surrogate's coefficient standard errors: the heteroskedasticity-
+robust sandwich of lime's weighted ridge fit, ``B^-1 (sum_i (w_i r_i)^2 x_i x_i^T) B^-1`` with
+``B = X'WX + alpha I`` on the weighted-centred selected columns, which estimates how much the weights vary
+from one random set of perturbations to the next. Units not selected get 0 (selection is not included).
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ COSINE = "cosine"
 BATCH = 512
 DEFAULT_SAMPLES = 1000       # the declared default; on images larger than 64x64 it means LARGE_IMAGE_BUDGET
 LARGE_SEGMENTS = 50          # SLIC superpixels per large image at the default segmentation
+RIDGE_ALPHA = 1.0            # LimeBase's default model_regressor: Ridge(alpha=1, fit_intercept=True)
 
 
 def _import_lime():
@@ -53,6 +59,33 @@ def _kernel(width: float):
     def kernel(d):
         return np.sqrt(np.exp(-(d ** 2) / width ** 2))
     return kernel
+
+
+def _record(base) -> dict:
+    """Keep the data that ``base.explain_instance_with_data`` fits (for the standard errors)."""
+    seen, fit = {}, base.explain_instance_with_data
+
+    def recorded(data, labels, distances, label, *args, **kwargs):
+        seen.update(data=data, y=np.asarray(labels)[:, label], weights=base.kernel_fn(distances))
+        return fit(data, labels, distances, label, *args, **kwargs)
+
+    base.explain_instance_with_data = recorded
+    return seen
+
+
+def coef_errors(data, y, weights, used, alpha: float = RIDGE_ALPHA) -> np.ndarray:
+    """Sandwich standard errors of a weighted ridge fit's coefficients on the ``used`` columns (lime's
+    ``Ridge(alpha=1)`` with an intercept), HC1-scaled."""
+    x = np.asarray(data, dtype=np.float64)[:, list(used)]
+    y, w = np.asarray(y, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    sw = w.sum()
+    xc, yc = x - (w @ x) / sw, y - (w @ y) / sw
+    b_inv = np.linalg.pinv(xc.T @ (w[:, None] * xc) + alpha * np.eye(x.shape[1]))
+    r = yc - xc @ (b_inv @ (xc.T @ (w * yc)))
+    meat = xc.T @ (((w * r) ** 2)[:, None] * xc)
+    n, p = x.shape
+    cov = b_inv @ meat @ b_inv * (n / max(n - p - 1, 1))
+    return np.sqrt(np.clip(np.diag(cov), 0.0, None))
 
 
 def _selection(num_features: int, n_units: int) -> str:
@@ -74,17 +107,22 @@ class Lime(Explainer):
             weights, intercept, score, local_pred, n_units, extras = run(
                 lime, model, sample, target, seed=seed, n_samples=ns, num_features=num_features,
                 kernel_width=kernel_width or None, segmentation=seg, patch_size=patch_size)
-            unit_scores = np.zeros(n_units)
-            for i, w in weights:
-                unit_scores[int(i)] = w
+            fit, columns = extras.pop("fit"), extras.pop("columns", None)
+            unit_scores, unit_errors = np.zeros(n_units), np.zeros(n_units)
+            used = [int(i) for i, _ in weights]
+            se = coef_errors(fit["data"], fit["y"], fit["weights"], used if columns is None else
+                             [columns[i] for i in used]) if used else []
+            for (i, w), e in zip(weights, se):
+                unit_scores[int(i)], unit_errors[int(i)] = w, e
             extras.update(score=float(score), local_pred=float(np.asarray(local_pred).reshape(-1)[0]),
                           n_units=n_units, n_evaluations=ns,
                           selected=[int(i) for i, _ in weights])
-            scores = unit_scores
+            scores, errors = unit_scores, unit_errors
             if model.modality is Modality.IMAGE:
-                scores = unit_scores[extras["segments"]]
-                extras["unit_scores"] = unit_scores
-            out.append(Explanation.from_sample(sample, scores, base_value=float(intercept), extras=extras))
+                scores, errors = unit_scores[extras["segments"]], unit_errors[extras["segments"]]
+                extras.update(unit_scores=unit_scores, unit_errors=unit_errors)
+            out.append(Explanation.from_sample(sample, scores, base_value=float(intercept), extras=extras,
+                                               errors=errors))
         return out
 
     @staticmethod
@@ -120,6 +158,7 @@ class Lime(Explainer):
             self.training_rows(model), mode=mode, feature_names=sample.feature_names,
             discretize_continuous=False, kernel_width=kernel_width, random_state=seed,
             feature_selection=_selection(num_features, m))
+        fit = _record(explainer.base)
 
         def predict_rows(rows):
             return model.predict([np.asarray(r, dtype=np.float64) for r in rows], batch_size=BATCH)
@@ -129,7 +168,7 @@ class Lime(Explainer):
                                          labels=(label,), num_features=num_features, num_samples=n_samples)
         if mode == "regression":          # lime stores the regression explanation under key 1
             label = 1
-        return exp.local_exp[label], exp.intercept[label], exp.score, exp.local_pred, m, {}
+        return exp.local_exp[label], exp.intercept[label], exp.score, exp.local_pred, m, {"fit": fit}
 
     # -- text ------------------------------------------------------------------------------------------
     @staticmethod
@@ -149,13 +188,16 @@ class Lime(Explainer):
         yss = labels if model.task is Task.CLASSIFICATION else np.asarray(labels)[:, None]
         distances = pairwise_distances(data, data[:1], metric=COSINE).ravel() * 100
         base = lime.lime_base.LimeBase(_kernel(kernel_width or TEXT_KERNEL_WIDTH), random_state=rs)
+        fit = _record(base)
         label = target if model.task is Task.CLASSIFICATION else 0
         intercept, weights, score, local_pred = base.explain_instance_with_data(
             data, yss, distances, label, num_features, feature_selection=_selection(num_features, d))
         if units is not None:                         # players -> token indices (the specials weigh 0)
+            columns = {int(units[i]): int(i) for i, _ in weights}
             weights = [(int(units[i]), w) for i, w in weights]
-            return weights, intercept, score, local_pred, sample.n_units, {"n_players": d}
-        return weights, intercept, score, local_pred, d, {}
+            return weights, intercept, score, local_pred, sample.n_units, {"n_players": d, "fit": fit,
+                                                                           "columns": columns}
+        return weights, intercept, score, local_pred, d, {"fit": fit}
 
     # -- images ----------------------------------------------------------------------------------------
     @staticmethod
@@ -176,7 +218,9 @@ class Lime(Explainer):
         yss = labels if model.task is Task.CLASSIFICATION else np.asarray(labels)[:, None]
         distances = pairwise_distances(data, data[:1], metric=COSINE).ravel()
         base = lime.lime_base.LimeBase(_kernel(kernel_width or IMAGE_KERNEL_WIDTH), random_state=rs)
+        fit = _record(base)
         label = target if model.task is Task.CLASSIFICATION else 0
         intercept, weights, score, local_pred = base.explain_instance_with_data(
             data, yss, distances, label, num_features, feature_selection=_selection(num_features, n_seg))
-        return weights, intercept, score, local_pred, n_seg, {"segments": segments, "segmentation": segmentation}
+        return weights, intercept, score, local_pred, n_seg, {"segments": segments, "segmentation": segmentation,
+                                                              "fit": fit}

@@ -1,9 +1,11 @@
-"""Kernel SHAP through the shap library, over coalitions of features, tokens or image segments.
+"""Kernel SHAP over coalitions of features, tokens or image segments, with standard errors.
 
 Every modality is reduced to the same game: a coalition ``z`` in {0,1}^M keeps the units where
-``z == 1`` and replaces the others with the model's fill baseline (``model.predict_masked``). shap's
-``KernelExplainer`` then runs with the all-absent coalition as background and the all-present
-coalition as the instance, so ``base_value = f(all absent)`` and ``base_value + sum(scores) = f(x)``.
+``z == 1`` and replaces the others with the model's fill baseline (``model.predict_masked``), so
+``base_value = f(all absent)`` and ``base_value + sum(scores) = f(x)``. The default estimator is
+explainkit's own (:mod:`.kernel_estimator`: paired, size-stratified sampling, exact enumeration when the
+budget covers every coalition, a standard error per unit in ``exp.errors``); ``estimator="shap"`` runs
+shap's ``KernelExplainer`` on the same game instead (the all-absent coalition as background).
 
 Text models whose samples name their units (``sample.meta["units"]``: a Hugging Face model's pieces)
 play only those: special tokens ([CLS], [SEP]) are never players, always kept, and score exactly 0.
@@ -20,6 +22,8 @@ import numpy as np
 from explainkit import Explainer, Explanation, Modality, Task
 from explainkit.errors import MissingDependencyError, ParameterError
 
+from . import kernel_estimator
+
 __all__ = ["KernelShap", "image_segments", "seeded_numpy", "target_output", "large_image", "LARGE_IMAGE_BUDGET",
            "scored_units", "full_keep", "spread"]
 
@@ -33,6 +37,8 @@ _BACKGROUNDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # mode
 LARGE_SIDE = 64
 LARGE_IMAGE_BUDGET = 500
 DEFAULT_PATCH = 4
+PAIRED, LEVERAGE, SHAP = "paired", "leverage", "shap"     # the declared choices of 'estimator'
+MAX_EXACT_DEFAULT = 14     # the default budget enumerates every coalition up to this many units
 
 
 def large_image(image) -> bool:
@@ -139,9 +145,9 @@ class KernelShap(Explainer):
     """Kernel SHAP (shap.KernelExplainer) over features, tokens or image patches/superpixels."""
 
     def explain(self, model, samples, targets, *, seed=0, n_samples=0, segmentation=PATCHES, patch_size=4,
-                n_segments=50, n_background=50, l1_reg=L1_AUTO):
-        shap = _import_shap()
-        fills, weights = self._background(model, n_background, shap)
+                n_segments=50, n_background=50, l1_reg=L1_AUTO, estimator=PAIRED, tolerance=0.0):
+        shap = _import_shap() if estimator == SHAP else None
+        fills, weights = self._background(model, n_background)
         out = []
         for sample, target in zip(samples, targets):
             groups, budget, seg, units = None, n_samples, segmentation, None
@@ -149,28 +155,46 @@ class KernelShap(Explainer):
                 if large_image(sample.image):         # the defaults scale with the image
                     if segmentation == PATCHES and patch_size == DEFAULT_PATCH:
                         seg = SUPERPIXELS
-                    budget = n_samples or LARGE_IMAGE_BUDGET - 2     # shap adds f(x) and f(all absent)
+                    budget = n_samples or LARGE_IMAGE_BUDGET - 2     # besides f(x) and f(all absent)
                 groups = image_segments(sample.image, seg, patch_size, n_segments, seed)
                 m = int(groups.max()) + 1
             else:
                 units = scored_units(model, sample)
                 m = sample.n_units if units is None else len(units)
             game = _Game(model, sample, target, groups, fills, weights, units)
-            values, base, exact, nsamples, l1 = self._run(shap, game, m, budget, l1_reg, seed)
+            if estimator == SHAP:
+                values, base, exact, nsamples, l1 = self._run(shap, game, m, budget, l1_reg, seed)
+                errors, extra = None, {}
+            else:
+                values, errors, base, exact, nsamples, extra = self._estimate(game, m, budget, estimator, seed,
+                                                                              tolerance)
+                l1 = False
             if units is not None:                      # players -> tokens; the special tokens score 0
                 values = spread(values, units, sample.n_units)
+                errors = None if errors is None else spread(errors, units, sample.n_units)
             extras = {"n_units": m, "n_evaluations": game.evaluations, "exact": exact, "n_coalitions": nsamples,
-                      "shap_l1_reg": str(l1),
-                      "f_x": base + float(values.sum()), "background_rows": len(game.fills)}
+                      "shap_l1_reg": str(l1), "estimator": estimator,
+                      "f_x": base + float(values.sum()), "background_rows": len(game.fills), **extra}
             if groups is not None:
-                extras["segmentation"] = seg
-            if groups is not None:
-                scores = values[groups]
-                extras.update(unit_scores=values, segments=groups)
-            else:
-                scores = values
-            out.append(Explanation.from_sample(sample, scores, base_value=base, extras=extras))
+                extras.update(segmentation=seg, unit_scores=values, segments=groups)
+                if errors is not None:
+                    extras["unit_errors"] = errors
+                values, errors = values[groups], None if errors is None else errors[groups]
+            out.append(Explanation.from_sample(sample, values, base_value=base, extras=extras, errors=errors))
         return out
+
+    @staticmethod
+    def _estimate(game, m, n_samples, estimator, seed, tolerance):
+        """explainkit's estimator: (values, errors, base value, exact?, coalitions, extras)."""
+        budget = n_samples or (kernel_estimator.exact_budget(m) if m <= MAX_EXACT_DEFAULT else 2 * m + 2048)
+        sampler = kernel_estimator.LEVERAGE if estimator == LEVERAGE else kernel_estimator.KERNEL
+
+        def value(z):
+            return game(np.asarray(z, dtype=np.float32))
+
+        est = kernel_estimator.estimate(value, m, budget, seed=seed, sampler=sampler, tolerance=float(tolerance))
+        extra = {"rounds": est.rounds, "max_error": float(est.errors.max())}
+        return est.values, est.errors, est.base, bool(est.exact), int(est.coalitions), extra
 
     @staticmethod
     def _run(shap, game, m, n_samples, l1_reg, seed):
@@ -197,7 +221,7 @@ class KernelShap(Explainer):
         return values, float(np.asarray(ke.expected_value).reshape(-1)[0]), bool(exact), int(nsamples), l1
 
     @staticmethod
-    def _background(model, n_background, shap):
+    def _background(model, n_background):
         """Tabular fills: a k-means summary of the model's background rows (from ``wrap(background=...)``)."""
         rows = getattr(model, "background", None)
         if model.modality is not Modality.TABULAR or rows is None or n_background <= 1:
@@ -210,6 +234,7 @@ class KernelShap(Explainer):
         if cached is None or cached[0] != key:
             if len(rows) > n_background:
                 from threadpoolctl import threadpool_limits
+                shap = _import_shap()
                 with seeded_numpy(0), threadpool_limits(1):   # k-means' threads crawl on a busy machine
                     summary = shap.kmeans(rows, n_background, round_values=False)
                 rows, weights = summary.data, summary.weights

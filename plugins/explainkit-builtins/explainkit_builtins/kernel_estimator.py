@@ -1,0 +1,229 @@
+"""explainkit's own Kernel SHAP estimator: paired, stratified coalition sampling with standard errors.
+
+The game ``v: {0,1}^M -> R`` is solved by the constrained weighted regression of Kernel SHAP
+(``sum(phi) = v(1) - v(0)`` exactly), on a design that is cheap to make precise:
+
+- **Paired sampling** (Covert & Lee, "Improving KernelSHAP", AISTATS 2021): every coalition ``z`` comes
+  with its complement ``1 - z``, which cancels the even part of the regression error.
+- **Strata by coalition size.** The pairs of sizes ``{k, M-k}`` are strata. Each gets a share of the
+  budget (``KERNEL``: its Shapley-kernel mass; ``LEVERAGE``: the same for every size, the leverage-score
+  distribution of Musco & Witter 2024); a stratum whose share covers all of its coalitions is enumerated
+  (no variance: shap's trick), the others are sampled without replacement and weighted by their mass.
+- **Standard errors** by linearisation (the sandwich estimator of the constrained least squares):
+  ``Cov(phi) ~ C [sum_s mu_s^2 (1 - n_s/N_s) Cov_s(h) / n_s] C`` with ``h`` a pair's moment residual
+  ``(z r(z) + z' r(z')) / 2`` and ``C`` the constrained inverse of the design matrix. They are 0 when
+  every stratum is enumerated (the values are then the exact Shapley values), scaled by ``P / (P - M + 1)``
+  for the fitted parameters (``P`` pairs), and infinite when ``P <= M`` (an underdetermined fit).
+- **Stopping rule**: with a tolerance, the budget doubles (nested designs: each stratum's sample is a
+  prefix of its own random stream, and every coalition is evaluated once) until the largest standard
+  error is under it, or the budget cap is reached.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["KERNEL", "LEVERAGE", "SAMPLERS", "Estimate", "estimate", "exact_budget"]
+
+KERNEL, LEVERAGE = "kernel", "leverage"
+SAMPLERS = (KERNEL, LEVERAGE)
+LISTED = 4_096         # strata with at most this many pairs are drawn from a shuffled list of all of them
+CHUNK = 256            # candidates per draw from a large stratum's random stream
+FIRST_ROUND = 256      # coalitions in the first round of a tolerance run (at least 4 per unit)
+
+
+@dataclass
+class Estimate:
+    """Shapley values, their standard errors, ``v(0)``, the evaluations spent and whether they are exact."""
+
+    values: np.ndarray
+    errors: np.ndarray
+    base: float
+    full: float
+    evaluations: int
+    coalitions: int
+    exact: bool
+    rounds: int
+
+
+def exact_budget(m: int) -> int:
+    """Coalitions (besides the empty and the full one) that enumeration takes: 2^M - 2."""
+    return 2 ** m - 2
+
+
+class _Stratum:
+    """The pairs of coalition sizes {k, M-k}: how many there are, their kernel mass, and a nested sampler."""
+
+    def __init__(self, m: int, k: int, seed: int, shuffle: bool = True):
+        self.m, self.k = m, k
+        self.half = 2 * k == m
+        self.n_pairs = math.comb(m, k) // (2 if self.half else 1)
+        w = (m - 1) / (k * (m - k))                           # Shapley-kernel mass of one size
+        self.mass = w if self.half else 2 * w
+        self.sizes = 1 if self.half else 2
+        self.rng = np.random.default_rng([int(seed) % 2 ** 32, m, k])
+        self.drawn = np.zeros((0, m), dtype=bool)
+        self.keys: set = set()
+        self.order, self.shuffle = None, shuffle
+
+    def first(self, n: int) -> np.ndarray:
+        """The first ``n`` distinct pairs of this stratum's random stream, one coalition of each: ``[n, M]``."""
+        n = min(n, self.n_pairs)
+        if n <= len(self.drawn):
+            return self.drawn[:n]
+        if self.n_pairs <= LISTED or n >= self.n_pairs:      # a shuffled list of every pair
+            if self.order is None:
+                combos = np.array([c for c in itertools.combinations(range(self.m), self.k)
+                                   if not self.half or c[0] == 0], dtype=np.int64).reshape(-1, self.k)
+                z = np.zeros((len(combos), self.m), dtype=bool)
+                np.put_along_axis(z, combos, True, axis=1)
+                z = z[self.rng.permutation(len(z))] if self.shuffle else z
+                if len(self.drawn):                           # a stream's draws stay first (nested designs)
+                    old = {r.tobytes() for r in np.packbits(self.drawn, axis=1)}
+                    rest = [r.tobytes() not in old for r in np.packbits(z, axis=1)]
+                    z = np.concatenate([self.drawn, z[rest]])
+                self.order = z
+            self.drawn = self.order[:n]
+            return self.drawn
+        rows = [self.drawn]
+        while sum(len(r) for r in rows) < n:                  # a stream of random subsets, duplicates dropped
+            idx = np.argsort(self.rng.random((CHUNK, self.m)), axis=1)[:, : self.k]
+            z = np.zeros((CHUNK, self.m), dtype=bool)
+            np.put_along_axis(z, idx, True, axis=1)
+            if self.half:                                     # one representative per pair: unit 0 present
+                z[~z[:, 0]] ^= True
+            fresh = []
+            for i, key in enumerate(np.packbits(z, axis=1)):
+                b = key.tobytes()
+                if b not in self.keys:
+                    self.keys.add(b)
+                    fresh.append(i)
+            rows.append(z[fresh])
+        self.drawn = np.concatenate(rows)
+        return self.drawn[:n]
+
+
+def _allocate(strata, pairs: int, shares, floor) -> list[int]:
+    """Pairs per stratum: proportional to ``shares`` between ``floor`` (pairs already drawn) and the
+    stratum's size (then it is enumerated), by water-filling; largest remainders round the rest."""
+    lo = [min(f, s.n_pairs) for f, s in zip(floor, strata)]
+    alloc = list(lo)
+    open_, left = [i for i, s in enumerate(strata) if lo[i] < s.n_pairs], pairs - sum(lo)
+    while open_ and left > 0:
+        total = sum(shares[i] for i in open_) or 1.0
+        want = {i: (left + sum(lo[j] for j in open_)) * shares[i] / total for i in open_}
+        fixed = [i for i in open_ if want[i] >= strata[i].n_pairs or want[i] <= lo[i]]
+        if not fixed:
+            raw = [want[i] - lo[i] for i in open_]
+            base = [int(r) for r in raw]
+            for j in sorted(range(len(open_)), key=lambda j: (base[j] - raw[j], j))[: max(0, left - sum(base))]:
+                base[j] += 1
+            for i, b in zip(open_, base):
+                alloc[i] = min(lo[i] + b, strata[i].n_pairs)
+            break
+        for i in fixed:
+            alloc[i] = strata[i].n_pairs if want[i] >= strata[i].n_pairs else lo[i]
+            left -= alloc[i] - lo[i]
+            open_.remove(i)
+    return alloc
+
+
+def _solve(strata, alloc, values, m, delta):
+    """The constrained weighted regression and its sandwich standard errors."""
+    a = np.zeros((m, m))
+    b = np.zeros(m)
+    parts = []
+    for s, n in zip(strata, alloc):
+        if n == 0:
+            continue
+        z = s.first(n).astype(np.float64)
+        y, yc = (v[:n] for v in values[id(s)])
+        w = s.mass / n
+        a += w * 0.5 * (z.T @ z + (1 - z).T @ (1 - z))
+        b += w * 0.5 * (z.T @ y + (1 - z).T @ yc)
+        parts.append((s, n, z, y, yc))
+    ainv = np.linalg.pinv(a, hermitian=True)
+    one = np.ones(m)
+    u = ainv @ one
+    c = ainv - np.outer(u, u) / (one @ u)                     # constrained inverse: sum(c @ x) = 0
+    phi = c @ b + u * (delta / (one @ u))
+    cov, pooled, singles, spread = np.zeros((m, m)), [], [], {}
+    for s, n, z, y, yc in parts:
+        if n >= s.n_pairs:                                    # enumerated: no sampling variance
+            continue
+        h = 0.5 * (z * (y - z @ phi)[:, None] + (1 - z) * (yc - (1 - z) @ phi)[:, None])
+        fpc = 1.0 - n / s.n_pairs
+        if n >= 2:
+            hc = h - h.mean(axis=0)
+            pooled.append(hc)
+            per = hc.T @ hc / (n - 1)
+            spread[id(s)] = float(np.trace(c @ per @ c))      # a pair's variance in phi units (Neyman)
+            cov += s.mass ** 2 * fpc * per / n
+        else:
+            singles.append((s, fpc, h))
+    if singles:                                               # one pair: borrow the pooled spread
+        rest = np.concatenate(pooled + [h for *_, h in singles])
+        per = np.cov(rest, rowvar=False).reshape(m, m) if len(rest) > 1 else np.outer(rest[0], rest[0])
+        for s, fpc, _ in singles:
+            cov += s.mass ** 2 * fpc * per
+    used = sum(n for _, n, *_ in parts)                       # pairs; m - 1 free parameters were fitted
+    if cov.any() and used <= m:                               # residuals of an underdetermined fit say nothing
+        return phi, np.full(m, np.inf), spread
+    dof = used / (used - (m - 1)) if cov.any() else 1.0
+    errors = np.sqrt(np.clip(np.diag(c @ cov @ c) * dof, 0.0, None))
+    return phi, errors, spread
+
+
+def _neyman(strata, spread, sampler: str) -> list[float]:
+    """Optimal stratified shares ``mass * sd`` (sd measured by the last round; a floor keeps every stratum)."""
+    known = [v for v in spread.values() if v > 0]
+    fill = float(np.mean(known)) if known else 1.0
+    sd = [math.sqrt(max(spread.get(id(s), fill), 0.01 * fill)) for s in strata]
+    return [s.mass * d for s, d in zip(strata, sd)]
+
+
+def estimate(game, m: int, budget: int, *, seed: int = 0, sampler: str = KERNEL, tolerance: float = 0.0,
+             first_round: int = FIRST_ROUND) -> Estimate:
+    """Shapley values of ``game`` (``z [n,M] bool -> v(z) [n]``) from at most ``budget`` coalitions."""
+    ends = game(np.array([np.zeros(m, dtype=bool), np.ones(m, dtype=bool)]))
+    base, full = float(ends[0]), float(ends[1])
+    if m == 1:
+        return Estimate(np.array([full - base]), np.zeros(1), base, full, 2, 0, True, 0)
+    everything = budget // 2 >= 2 ** (m - 1) - 1         # every coalition: canonical order, seed-free bits
+    strata = [_Stratum(m, k, seed, shuffle=not everything) for k in range(1, m // 2 + 1)]
+    values: dict = {id(s): (np.zeros(0), np.zeros(0)) for s in strata}
+    budget = max(2, int(budget))
+    first = max(int(first_round), 4 * m)
+    if tolerance and tolerance > 0:                           # doubling rounds until the errors are small
+        rounds = []
+        while first < budget:
+            rounds.append(first)
+            first *= 2
+        rounds.append(budget)
+    else:                                                     # a pilot quarter, then Neyman allocation
+        rounds = [budget // 4, budget] if budget // 4 >= first else [budget]
+    shares = [s.mass if sampler == KERNEL else s.sizes for s in strata]
+    spent = 2
+    for r, size in enumerate(rounds, start=1):
+        alloc = _allocate(strata, max(1, size // 2), shares, [len(values[id(s)][0]) for s in strata])
+        need = [(s, n) for s, n in zip(strata, alloc) if n > len(values[id(s)][0])]
+        if need:
+            zs = [s.first(n)[len(values[id(s)][0]):] for s, n in need]
+            both = np.concatenate([np.concatenate([z, ~z]) for z in zs])
+            out = np.asarray(game(both), dtype=np.float64) - base
+            pos = 0
+            for (s, _), z in zip(need, zs):
+                y, yc = out[pos:pos + len(z)], out[pos + len(z):pos + 2 * len(z)]
+                pos += 2 * len(z)
+                old = values[id(s)]
+                values[id(s)] = (np.concatenate([old[0], y]), np.concatenate([old[1], yc]))
+            spent += len(both)
+        phi, errors, spread = _solve(strata, alloc, values, m, full - base)
+        exact = all(n >= s.n_pairs for s, n in zip(strata, alloc))
+        if exact or r == len(rounds) or float(errors.max()) <= tolerance:
+            return Estimate(phi, errors, base, full, spent, sum(2 * n for n in alloc), exact, r)
+        shares = _neyman(strata, spread, sampler)
+    raise AssertionError("unreachable")  # pragma: no cover
