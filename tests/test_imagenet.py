@@ -7,6 +7,7 @@ file fast; the pretrained model is run once per check where the check is about i
 """
 from __future__ import annotations
 
+import io
 import shutil
 
 import numpy as np
@@ -346,6 +347,37 @@ def test_dashboard_on_photos(lite0):
     exp = d.last_explanation
     assert exp.method == "gradcam" and exp.scores.shape == (224, 224) and exp.target in CAT_CLASSES
     assert exp.target_label == IMAGENET_CLASSES[exp.target]
-    assert d.e.view.payload["h"] == 224 and "cat" in d.e.view.payload["prediction"]
+    # drawn on chelsea's own 300 x 451 pixels, subsampled by 2 to fit the view's 320-pixel side
+    assert (d.e.view.payload["h"], d.e.view.payload["w"]) == (150, 226) and "cat" in d.e.view.payload["prediction"]
     pred = d.b.prediction.data
     assert len(pred["classes"]) == 1000 and pred["pred"] in CAT_CLASSES
+
+
+def test_overlays_are_drawn_on_the_users_original_photo(tiny, chelsea, mnist_cnn, tmp_path):
+    from PIL import Image
+
+    from explainkit.views.photo import on_photo
+    from explainkit.views.render import image_png
+    from explainkit.views.widgets import explanation_payload
+
+    crop = chelsea[40:250, 30:420]                                   # the user's own size: 210 x 390
+    e = ek.explain(tiny, crop, "saliency")
+    assert e.photo.shape == crop.shape and e.photo.dtype == np.uint8 and np.array_equal(e.photo, crop)
+    assert tuple(e.extras["transform"]["original_size"]) == (210, 390)
+    rgb, mapped = on_photo(e)
+    assert rgb.shape == (210, 390, 3) and mapped.shape == (210, 390)
+    t = e.extras["transform"]
+    inside = ~np.isnan(mapped)                                        # the centre crop the model saw
+    assert inside.any() and not inside.all() and np.nanmax(np.abs(mapped)) <= np.abs(e.scores).max() + 1e-12
+    assert np.isnan(mapped[:, 0]).all() and tuple(t["size"]) == e.scores.shape
+    png = Image.open(io.BytesIO(image_png(e)))
+    assert png.size == (390, 210)                                     # drawn at the photo's shape, in colour
+    assert np.asarray(png).std(axis=-1).mean() > 1.0                 # not grey: the channels differ
+    view = explanation_payload(e)
+    assert (view["h"], view["w"]) == (105, 195)                     # stride 2: at most 320 pixels a side
+    e.save(tmp_path / "e.npz")
+    back = ek.Explanation.load(tmp_path / "e.npz")
+    assert np.array_equal(back.photo, crop) and back.extras["transform"] == e.extras["transform"]
+    assert "photo" not in e.to_dict() and ek.Explanation.from_dict(e.to_dict()).photo is None   # JSON stays small
+    digit = ek.explain(mnist_cnn, ek.datasets.sample_data("mnist-cnn")[0][0], "saliency")
+    assert digit.photo is None and on_photo(digit) is None                          # MNIST: as before

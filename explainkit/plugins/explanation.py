@@ -77,9 +77,12 @@ class Explanation:
     words: list | None = None
     unscored: list[int] | None = None
     errors: np.ndarray | None = None
+    photo: np.ndarray | None = None       # a photo's original pixels (uint8), when extras["transform"] maps to them
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float64)
+        if self.photo is not None:
+            self.photo = _uint8(self.photo)
         if self.errors is not None:
             self.errors = np.asarray(self.errors, dtype=np.float64)
             if self.errors.shape != self.scores.shape:
@@ -108,6 +111,9 @@ class Explanation:
                   image=sample.image, text=text, tokens=sample.tokens, offsets=sample.offsets,
                   feature_names=sample.feature_names, feature_values=sample.feature_values,
                   sample_index=sample.index, words=words, unscored=unscored, **extra)
+        if sample.modality is Modality.IMAGE and meta.get("transform") is not None:
+            exp.extras.setdefault("transform", meta["transform"])    # views draw on the user's own photo
+            exp.photo = _uint8(sample.raw)
         if unscored and exp.kind is not ResultKind.ATTENTION and exp.scores.shape == (len(special),):
             exp.scores = exp.scores.copy()        # (the plugin's own array is left alone)
             exp.scores[unscored] = 0.0            # special tokens are never units: no method scores them
@@ -197,7 +203,8 @@ class Explanation:
         """A JSON-compatible dict (arrays become nested lists)."""
         d = {"format_version": FORMAT_VERSION, "class": type(self).__name__}
         for k, v in self.__dict__.items():
-            d[k] = _jsonable(v)
+            if k != "photo":          # JSON stays small: the photo travels in save()'s npz, not in the dict
+                d[k] = _jsonable(v)
         return d
 
     @classmethod
@@ -238,10 +245,10 @@ class Explanation:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
-        meta = {k: _jsonable(v) for k, v in self.__dict__.items() if k not in _ARRAYS}
+        meta = {k: _jsonable(v) for k, v in self.__dict__.items() if k not in _ARRAYS + ("photo",)}
         meta["format_version"] = FORMAT_VERSION
         meta["class"] = type(self).__name__
-        arrays = {k: np.asarray(v) for k, v in self.__dict__.items() if k in _ARRAYS and v is not None}
+        arrays = {k: np.asarray(v) for k, v in self.__dict__.items() if k in _ARRAYS + ("photo",) and v is not None}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         from explainkit.atomic import atomic_write
 
@@ -441,3 +448,12 @@ def _validate_dict(d) -> None:
     if classes and target is not None and not 0 <= target < len(classes):
         raise DataError(f"Not a valid explanation: target {target} is not one of its {len(classes)} classes.",
                         "re-create it with Explanation.to_dict().")
+
+
+def _uint8(a) -> np.ndarray:
+    """Pixels as uint8 (floats in 0..1 scaled by 255; anything else clipped to 0..255)."""
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        return a
+    a = a.astype(np.float64)
+    return np.clip(np.round(a * 255 if a.max(initial=0) <= 1 else a), 0, 255).astype(np.uint8)

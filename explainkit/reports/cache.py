@@ -27,7 +27,7 @@ from explainkit.atomic import atomic_write
 __all__ = ["atomic_write", "Cache", "input_hash", "entry_key", "pack", "unpack"]
 
 MAGIC = b"EKC1"
-_ARRAYS = ("scores", "attributions", "probabilities", "image", "feature_values", "matrices", "errors")
+_ARRAYS = ("scores", "attributions", "probabilities", "image", "feature_values", "matrices", "errors", "photo")
 
 
 def input_hash(sample) -> str:

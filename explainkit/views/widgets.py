@@ -115,6 +115,8 @@ class AttentionView(anywidget.AnyWidget):
 
 
 # -- payloads ---------------------------------------------------------------------------------------
+PAYLOAD_SIDE = 320      # a photo's view is subsampled to at most this many pixels a side (a few hundred kB)
+
 def explanation_payload(exp, units="pieces") -> dict:
     """What the JS view needs to draw an Explanation, compactly (no full arrays as JSON lists for images).
     Text shows the scored ``units`` ('pieces' or 'words', :mod:`explainkit.views.units`), never [CLS]/[SEP].
@@ -131,7 +133,12 @@ def _explanation_payload(exp) -> dict:
             "prediction": _pred_text(exp)}
     s = np.asarray(exp.scores, dtype=np.float64)
     if exp.modality is Modality.IMAGE:
-        img = np.asarray(exp.image if exp.image is not None else np.zeros(s.shape), dtype=np.float64)
+        from explainkit.views.photo import on_photo
+        pic = on_photo(exp, max_side=PAYLOAD_SIDE)       # a photo: drawn on the user's own, at its own shape
+        if pic is not None:
+            img, s = pic[0], np.nan_to_num(pic[1], nan=0.0)     # outside the crop the model saw nothing
+        else:
+            img = np.asarray(exp.image if exp.image is not None else np.zeros(s.shape), dtype=np.float64)
         grey = img.mean(axis=-1) if img.ndim == 3 else img
         grey8 = np.clip(grey * 255.0 if grey.max(initial=0) <= 1.0 else grey, 0, 255).astype(np.uint8)
         return {**base, "h": int(s.shape[0]), "w": int(s.shape[1]), "image": b64(grey8),
