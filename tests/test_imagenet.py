@@ -374,7 +374,7 @@ def test_overlays_are_drawn_on_the_users_original_photo(tiny, chelsea, mnist_cnn
     assert png.size == (390, 210)                                     # drawn at the photo's shape, in colour
     assert np.asarray(png).std(axis=-1).mean() > 1.0                 # not grey: the channels differ
     view = explanation_payload(e)
-    assert (view["h"], view["w"]) == (105, 195)                     # stride 2: at most 320 pixels a side
+    assert (view["h"], view["w"], view["c"]) == (105, 195, 3)          # colour; stride 2: at most 320 a side
     e.save(tmp_path / "e.npz")
     back = ek.Explanation.load(tmp_path / "e.npz")
     assert np.array_equal(back.photo, crop) and back.extras["transform"] == e.extras["transform"]

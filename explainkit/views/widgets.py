@@ -139,9 +139,9 @@ def _explanation_payload(exp) -> dict:
             img, s = pic[0], np.nan_to_num(pic[1], nan=0.0)     # outside the crop the model saw nothing
         else:
             img = np.asarray(exp.image if exp.image is not None else np.zeros(s.shape), dtype=np.float64)
-        grey = img.mean(axis=-1) if img.ndim == 3 else img
+        grey = img if pic is not None and img.ndim == 3 else (img.mean(axis=-1) if img.ndim == 3 else img)
         grey8 = np.clip(grey * 255.0 if grey.max(initial=0) <= 1.0 else grey, 0, 255).astype(np.uint8)
-        return {**base, "h": int(s.shape[0]), "w": int(s.shape[1]), "image": b64(grey8),
+        return {**base, "h": int(s.shape[0]), "w": int(s.shape[1]), "image": b64(grey8), "c": grey8.size // s.size,
                 "scores": b64(s.astype(np.float32))}
     if exp.modality is Modality.TEXT:
         text, offsets = visible_spans(exp.text or " ".join(exp.tokens or []), exp.offsets or [])

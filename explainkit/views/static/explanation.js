@@ -53,14 +53,16 @@ function colorbar(vmax, mode) {
 }
 
 function drawImage(root, p, opacity, mode, vmaxIn, tip) {
-  const { h, w } = p; const grey = decodeBytes(p.image); const s = decodeF32(p.scores);
+  const { h, w } = p; const px = decodeBytes(p.image); const s = decodeF32(p.scores); const c = p.c || 1;
   const vmax = scaleOf(s, vmaxIn);
   const small = document.createElement("canvas"); small.width = w; small.height = h;
   const sctx = small.getContext("2d"); const img = sctx.createImageData(w, h);
   for (let i = 0; i < h * w; i++) {
-    const g = grey[i] * 0.85; const [r, gg, b, a0] = colorOf(s[i], vmax, mode); const a = a0 * opacity;
-    img.data[4 * i] = g + a * (r - g); img.data[4 * i + 1] = g + a * (gg - g);
-    img.data[4 * i + 2] = g + a * (b - g); img.data[4 * i + 3] = 255;
+    const [r, gg, b, a0] = colorOf(s[i], vmax, mode); const a = a0 * opacity; const rgb = [r, gg, b];
+    for (let k = 0; k < 3; k++) {          // the photo in colour (c = 3), or a grey input (c = 1)
+      const g = px[c * i + (c === 3 ? k : 0)] * 0.85; img.data[4 * i + k] = g + a * (rgb[k] - g);
+    }
+    img.data[4 * i + 3] = 255;
   }
   sctx.putImageData(img, 0, 0);
   const scale = Math.max(1, Math.floor(280 / Math.max(h, w)));
