@@ -387,3 +387,27 @@ def test_other_objects_still_need_a_modality():
 def test_import_explainkit_stays_free_of_transformers():
     code = "import sys, explainkit; assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_saved_hugging_face_folder_loads_in_python_and_the_cli(hf, tok, tmp_path, capsys):
+    from explainkit.cli.main import main
+    from explainkit.errors import CheckpointError
+
+    folder = tmp_path / "my-sst2-minilm"
+    hf.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    loaded = ek.load(folder)                                   # transformers, local files only, eager attention
+    text = "a gripping, beautifully acted film"
+    assert loaded.classes == ["negative", "positive"] and loaded.name == "my-sst2-minilm"
+    np.testing.assert_allclose(loaded.predict([text]), ek.wrap(hf, tokenizer=tok).predict([text]),
+                               atol=1e-6)
+    out = tmp_path / "ig.html"
+    assert main(["explain", "--model", str(folder), "--text", text, "--method", "integrated_gradients",
+                 "--out", str(out)]) == 0
+    assert "gripping" in out.read_text() and "wrote" in capsys.readouterr().out
+    bare = tmp_path / "no-tokenizer"
+    hf.save_pretrained(bare)
+    with pytest.raises(CheckpointError, match="holds no tokenizer") as info:
+        ek.load(bare)
+    assert "tokenizer.save_pretrained" in info.value.fix
+    assert main(["explain", "--model", str(bare), "--text", text, "--out", str(out)]) == 2     # one clean error

@@ -277,6 +277,9 @@ def load(path):
         raise CheckpointError(f"{path!r} is a command-line spec, not a checkpoint directory.",
                               f"call explainkit.load_sample({path[len('sample:'):]!r}).")
     d = Path(path)
+    from explainkit.models import hf_dir
+    if hf_dir.is_pretrained_dir(d):                   # a Hugging Face save_pretrained folder, with its tokenizer
+        return hf_dir.load_pretrained(d)
     cfg = read_config(d)
     family = get_family(cfg.get("family"))            # UnknownNameError listing the families
     state = _read_weights(d, cfg)
