@@ -381,3 +381,24 @@ def test_overlays_are_drawn_on_the_users_original_photo(tiny, chelsea, mnist_cnn
     assert "photo" not in e.to_dict() and ek.Explanation.from_dict(e.to_dict()).photo is None   # JSON stays small
     digit = ek.explain(mnist_cnn, ek.datasets.sample_data("mnist-cnn")[0][0], "saliency")
     assert digit.photo is None and on_photo(digit) is None                          # MNIST: as before
+
+
+@needs_vision
+def test_cli_explain_report_and_evaluate_on_the_photo_model(tmp_path, capsys):
+    import json
+
+    from explainkit.cli.main import main
+
+    spec = ["--model", f"sample:{NAME}"]
+    html = tmp_path / "chelsea.html"
+    assert main(["explain", *spec, "--index", "0", "--method", "gradcam", "--out", str(html)]) == 0
+    page = html.read_text()
+    assert "data:image/png;base64," in page and "cat" in page and "wrote" in capsys.readouterr().out
+    out = tmp_path / "r.html"
+    assert main(["report", *spec, "--methods", "gradcam", "--limit", "2", "--out", str(out)]) == 0
+    index = json.loads(out.with_suffix(".json").read_text())
+    assert index["counts"]["explanations"] == 2 and out.stat().st_size < 3_000_000   # no 1000x1000 matrix
+    js = tmp_path / "ev.json"
+    assert main(["evaluate", *spec, "--methods", "gradcam", "--limit", "1", "--out", str(js)]) == 0
+    ev = json.loads(js.read_text())
+    assert ev["n_samples"] == 1 and "gradcam" in json.dumps(ev) and not ev["failures"]
