@@ -136,8 +136,11 @@ def score_masked(lm, enc, keeps, answer, batch_size=None) -> np.ndarray:
     ans = np.asarray(answer, dtype=np.int64)
     out = np.zeros((len(seqs), n_ans))
     prev = None                              # per layer (keys, values) [1, H, T, D] of the previous copy
+    from tqdm.auto import tqdm
+    bar = tqdm(plans, desc=f"{lm.name}: {len(seqs)} masked copies", unit="batch", leave=False,
+               disable=None if len(plans) > 2 else True)          # a terminal only (None: off when not a tty)
     with torch.inference_mode():
-        for i, j, extend, reuse in plans:
+        for i, j, extend, reuse in bar:
             rows, cached = j - i, max(reuse)
             x, tails, pos, mask = _batch_inputs(torch, seqs, i, reuse, ans, pad)
             if extend:                       # the source: the previous copy's cache grown to seqs[i][:-1]
