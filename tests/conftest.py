@@ -68,3 +68,14 @@ def breast_cancer(load_model):
 @pytest.fixture(scope="session")
 def diabetes(load_model):
     return load_model("diabetes-mlp")
+
+
+@pytest.fixture(scope="module")
+def lm(load_model):
+    """SmolLM2-135M-Instruct (the llm extra), loaded once per session; one torch thread while a module uses
+    it: on a shared 2-core machine two threads competing with other processes ran 10x slower."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_model("smollm2-135m")
+    torch.set_num_threads(threads)

@@ -19,15 +19,6 @@ FORCED = "Paris."
 
 
 @pytest.fixture(scope="module")
-def lm():
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # a shared 2-core machine: one thread avoids oversubscription
-    yield ek.load_sample("smollm2-135m")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def ablation(lm):
     return ek.explain(lm, PROMPT, method="lm_feature_ablation", units="words", max_new_tokens=12)
 

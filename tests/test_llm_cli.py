@@ -21,15 +21,6 @@ LM = "sample:smollm2-135m"
 
 
 @pytest.fixture(scope="module")
-def lm(load_model):
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # a shared 2-core machine: one thread avoids oversubscription
-    yield load_model("smollm2-135m")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def cli(lm, load_model):
     """main(argv) -> (exit code, stdout, stderr); `--model sample:NAME` is parsed and resolved by the CLI as
     always, and the zoo hands back the session's loaded models instead of loading them again."""

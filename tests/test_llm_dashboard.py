@@ -20,15 +20,6 @@ pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"the llm extra is not in
 
 
 @pytest.fixture(scope="module")
-def lm():
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # a shared 2-core machine: one thread avoids oversubscription
-    yield ek.load_sample("smollm2-135m")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def dash(lm):
     """Built as a user does: Dashboard(lm) generates the prefilled prompt's answer at once."""
     return ek.Dashboard(lm, max_new_tokens=8, quality=False)

@@ -22,15 +22,6 @@ METHODS = [("feature_ablation", {}), ("shapley_value_sampling", {"n_samples": 2}
 
 
 @pytest.fixture(scope="module")
-def lm(load_model):
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # a shared 2-core machine: one thread avoids oversubscription
-    yield load_model("smollm2-135m")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def rep(lm, tmp_path_factory):
     out = tmp_path_factory.mktemp("genrep") / "r.html"
     events = []
