@@ -110,6 +110,20 @@ class Batch:
         idx = torch.as_tensor(self.targets, device=out.device).unsqueeze(1)
         return out.gather(1, idx)[:, 0].detach().cpu().double().numpy()
 
+    def outputs_of_both(self, inputs, baselines) -> tuple[np.ndarray, np.ndarray]:
+        """``outputs(inputs)`` and ``outputs(baselines)`` from one stacked forward pass (one pass instead of
+        two: 5% of IG's time on a short text)."""
+        import torch
+
+        if tuple(baselines.shape) != tuple(inputs.shape):
+            return self.outputs(inputs), self.outputs(baselines)
+        n = inputs.shape[0]
+        with torch.no_grad():
+            out = self.model.forward(torch.cat([inputs, baselines]), *[torch.cat([e, e]) for e in self.extra])
+        idx = torch.as_tensor(list(self.targets) * 2, device=out.device).unsqueeze(1)
+        both = out.gather(1, idx)[:, 0].detach().cpu().double().numpy()
+        return both[:n], both[n:]
+
     def embeddings(self):
         """The token embeddings ``[N,T,D]`` of a text batch (no grad)."""
         import torch
@@ -289,7 +303,7 @@ class IntegratedGradients(_GradientExplainer):
                             additional_forward_args=batch.forward_args, n_steps=n_steps, method=integration,
                             internal_batch_size=rows)
         # captum's convergence delta, computed from the two forward passes we need anyway
-        fx, fb = batch.outputs(batch.inputs), batch.outputs(base)
+        fx, fb = batch.outputs_of_both(batch.inputs, base)
         total = attr.detach().reshape(attr.shape[0], -1).sum(dim=1).cpu().double().numpy()
         delta = total - (fx - fb)
         extras = [{"output": float(x), "baseline_output": float(b), "output_delta": float(x - b),
@@ -377,9 +391,10 @@ class GradientShap(_GradientExplainer):
                                                stdevs=float(stdevs) * scale, draw_baseline_from_distrib=True,
                                                baselines=dist, target=batch.targets, additional_forward_args=args)
         # E_b[f(b)] (the waterfall's base value) costs n_baselines forward passes: 20% of the run on a photo
-        # model, whose views draw a map and no waterfall, so it is left out for photo-size images
+        # model and 10% on a 28-token text, whose views draw a map and no waterfall, so both leave it out
+        # (text views draw highlights, not a waterfall, either: tabular and small images keep it)
         photo = not batch.text and x.ndim == 4 and min(x.shape[-2:]) > 64
-        base_values = None if photo else self._expected_baseline_output(batch, fwd, dist)
+        base_values = None if photo or batch.text else self._expected_baseline_output(batch, fwd, dist)
         extras = [{"output_space": output_space(model), "n_baselines": int(n_baselines)}] * len(batch.samples)
         return batch.explanations(attr, base_values=base_values, extras=extras,
                                   errors=batch.draw_errors(draws[0], int(n_samples)))
