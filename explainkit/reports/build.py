@@ -122,12 +122,8 @@ def _input_view(model, data, idx):
         sample = model.prepare(raw)
         img = np.clip(sample.image, 0.0, 1.0)
         if (sample.meta or {}).get("transform") is not None:      # a photo: the user's own, in colour
-            from explainkit.views.photo import MAX_SIDE
-            img = np.asarray(raw)
-            img = np.clip(img / 255.0 if img.dtype == np.uint8 else img, 0.0, 1.0)
-            img = img[..., :3] if img.ndim == 3 and img.shape[-1] >= 3 else img.reshape(img.shape[:2])
-            k = max(1, -(-max(img.shape[:2]) // MAX_SIDE))
-            img = img[::k, ::k]
+            from explainkit.views.photo import photo_rgb
+            img = photo_rgb(raw)
         buf = io.BytesIO()
         imsave(buf, img, cmap="gray", vmin=0.0, vmax=1.0, format="png", metadata={"Software": None})
         return {"image": render.data_uri(buf.getvalue()), "text": None, "features": None}

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["on_photo", "drawn", "MAX_SIDE"]
+__all__ = ["on_photo", "drawn", "photo_rgb", "MAX_SIDE"]
 
 MAX_SIDE = 512          # drawn photos are subsampled by a whole stride to at most this many pixels a side
 
@@ -28,15 +28,27 @@ def on_photo(exp, max_side: int | None = MAX_SIDE):
     if photo is None or not t or s.ndim not in (2, 3) or tuple(s.shape[-2:]) != tuple(t["size"]):
         return None
     scores = to_original(s, t, fill=np.nan)
-    img = np.asarray(photo)
-    img = img.astype(np.float64) / (255.0 if img.dtype == np.uint8 or img.max(initial=0) > 1.0 else 1.0)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    img = np.clip(img[..., :3] if img.shape[-1] >= 3 else np.repeat(img[..., :1], 3, axis=-1), 0.0, 1.0)
+    img = photo_rgb(photo, max_side=None)
     if img.shape[:2] != scores.shape:
         return None
-    k = max(1, math.ceil(max(img.shape[:2]) / max_side)) if max_side else 1
+    k = _stride(img.shape, max_side)
     return img[::k, ::k], scores[::k, ::k]
+
+
+def photo_rgb(pixels, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """A photo (uint8 or floats; grey, RGB or RGBA) as ``[h, w, 3]`` floats in 0..1, subsampled by a whole
+    stride to at most ``max_side`` pixels a side (None: full size)."""
+    img = np.asarray(pixels)
+    img = img.astype(np.float64) / (255.0 if img.dtype == np.uint8 or img.max(initial=0) > 1.0 else 1.0)
+    if img.ndim == 2:
+        img = img[..., None]
+    img = np.clip(img[..., :3] if img.shape[-1] >= 3 else np.repeat(img[..., :1], 3, axis=-1), 0.0, 1.0)
+    k = _stride(img.shape, max_side)
+    return img[::k, ::k]
+
+
+def _stride(shape, max_side) -> int:
+    return max(1, math.ceil(max(shape[:2]) / max_side)) if max_side else 1
 
 
 def drawn(exp):
