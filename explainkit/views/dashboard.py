@@ -183,14 +183,9 @@ class Dashboard(PanelsMixin, W.VBox):
 
     def set_params(self, **values) -> None:
         """Set parameters of the current method (as the form would); re-explains once."""
-        form = self._forms[self.method]
-        unknown = sorted(set(values) - set(form))
-        if unknown:
-            raise UnknownNameError(f"{self.method} has no parameter(s) {unknown}.", f"use: {sorted(form) or 'none'}.")
         self._quiet = True
         try:
-            for k, v in values.items():
-                form[k].value = v
+            views.set_form(self._forms[self.method], self.method, values)
         finally:
             self._quiet = False
         self._on_change("params", dict(values))

@@ -25,7 +25,7 @@ from explainkit.views import generation as gv
 from explainkit.views import state as st
 from explainkit.views.gen_widgets import UNITS, GenerationView
 from explainkit.views.gen_widgets import T as _T
-from explainkit.views.widgets import param_widget
+from explainkit.views.widgets import param_widget, set_form
 
 __all__ = ["GenerationDashboard", "GenerationView", "is_language_model", "DEFAULT_PROMPT", "UNITS"]
 
@@ -160,12 +160,7 @@ class GenerationDashboard(W.VBox):
 
     def set_params(self, **values) -> None:
         """Set parameters of the current method, as the form would (they apply at the next Generate)."""
-        form = self._forms[self.method]
-        unknown = sorted(set(values) - set(form))
-        if unknown:
-            raise UnknownNameError(f"{self.method} has no parameter(s) {unknown}.", f"use: {sorted(form) or 'none'}.")
-        for k, v in values.items():
-            form[k].value = v
+        set_form(self._forms[self.method], self.method, values)
 
     @property
     def error_text(self) -> str:

@@ -241,6 +241,16 @@ def _hook(widget, cls: str):
     return widget
 
 
+def set_form(form: dict, method: str, values: dict) -> None:
+    """Set a method's form widgets by parameter name, as a user would; an unknown name is one error."""
+    unknown = sorted(set(values) - set(form))
+    if unknown:
+        from explainkit.errors import UnknownNameError
+        raise UnknownNameError(f"{method} has no parameter(s) {unknown}.", f"use: {sorted(form) or 'none'}.")
+    for k, v in values.items():
+        form[k].value = v
+
+
 def param_widget(p):
     """A form control for one declared Param: int/float bounded when declared, bool, choice, str."""
     import ipywidgets as W
