@@ -36,6 +36,11 @@ def _failures_rc(failures: dict, allow: bool) -> int:
     return FAILURES_RC
 
 
+def _print_written(rep) -> None:
+    for kind, name in rep.index["files"].items():
+        print(f"wrote {kind}: {rep.path.parent / name}")
+
+
 def cli_report(args) -> int:
     """`explainkit report`: write the HTML report, the .npz attributions and the JSON index."""
     from explainkit.reports.report import report
@@ -59,8 +64,7 @@ def cli_report(args) -> int:
           + (f", {c['corrupt_recomputed']} corrupt entries recomputed" if c["corrupt_recomputed"] else "")
           + (f", {c['failed']} failed" if c.get("failed") else "")
           + f") in {t['total_s']:.1f}s")
-    for kind, name in rep.index["files"].items():
-        print(f"wrote {kind}: {rep.path.parent / name}")
+    _print_written(rep)
     return _failures_rc(rep.index.get("failures") or {}, getattr(args, "allow_failures", False))
 
 
@@ -74,8 +78,7 @@ def _generation_report(args, model, methods, gen) -> int:
     for p in rep.index["prompts"]:
         print(f"  {p['prompt'][:60]!r} -> {p['answer'][:60]!r}")
     print(f"explanations: {rep.index['counts']['explanations']} in {rep.index['timings']['total_s']:.1f}s")
-    for kind, name in rep.index["files"].items():
-        print(f"wrote {kind}: {rep.path.parent / name}")
+    _print_written(rep)
     return 0
 
 
