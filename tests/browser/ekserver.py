@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,3 +161,18 @@ def start_app(workdir: Path, *args: str, timeout: float = 90) -> Server:
     except BaseException:
         srv.stop()
         raise
+
+
+@contextmanager
+def app_running(workdir: Path, *args: str, timer=None):
+    """``start_app`` for a with-block: on failure print the app's log, and always stop it (then mark the timer)."""
+    srv = start_app(workdir, *args)
+    try:
+        yield srv
+    except BaseException:
+        print("app log (Voila and kernel stderr):\n" + srv.log.read_text()[-4000:])
+        raise
+    finally:
+        srv.stop()
+        if timer is not None:
+            timer.mark("stopped")

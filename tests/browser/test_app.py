@@ -9,14 +9,13 @@ import urllib.request
 
 import pytest
 from driver import STATUS, canvas_digest, wait_done
-from ekserver import ARTIFACTS, start_app
+from ekserver import ARTIFACTS, app_running
 from playwright.sync_api import expect
 
 
 @pytest.mark.browser
 def test_app_serves_the_dashboard(tmp_path, page, timer):
-    srv = start_app(tmp_path)
-    try:
+    with app_running(tmp_path, timer=timer) as srv:
         timer.mark("server_ready")
         assert srv.app_url.startswith(f"http://127.0.0.1:{srv.port}/?token=") and len(srv.token) >= 24
         # without the token nothing is served (and no kernel starts): a redirect to the login page
@@ -62,12 +61,6 @@ def test_app_serves_the_dashboard(tmp_path, page, timer):
         page.screenshot(path=str(ARTIFACTS / "app-dashboard.png"), full_page=True)
         assert page.ek_blocked == [], page.ek_blocked        # Voila's CDN font links are removed by the app
         assert not [e for e in page.ek_errors if e.startswith("pageerror")], page.ek_errors
-    except BaseException:
-        print("app log (Voila and kernel stderr):\n" + srv.log.read_text()[-4000:])
-        raise
-    finally:
-        srv.stop()
-        timer.mark("stopped")
     assert srv.proc.returncode == 0, srv.log.read_text()[-2000:]
     assert "explainkit app: stopping" in srv.log.read_text()
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from ekserver import ROOT, start_app
+from ekserver import ROOT, app_running, start_app
 from playwright.sync_api import expect
 
 SESSIONS = 20            # page loads in the load test
@@ -85,8 +85,7 @@ def _wait_until(cond, limit_s: float) -> bool:
 
 
 def test_token_is_never_on_a_command_line(tmp_path):
-    srv = start_app(tmp_path, "--max-kernels", "1")
-    try:
+    with app_running(tmp_path, "--max-kernels", "1") as srv:
         voila = _voila_pid(srv)
         assert len(srv.token) >= 24
         # /proc/<pid>/cmdline is world-readable: neither the CLI, nor Voila, nor a kernel may carry the token
@@ -107,11 +106,6 @@ def test_token_is_never_on_a_command_line(tmp_path):
         status, body = _get(srv.app_url)                          # the printed URL works
         assert status == 200 and "application/vnd.jupyter.widget-view+json" in body, (status, body[-2000:])
         assert len(_kernels(voila)) == 1
-    except BaseException:
-        print("app log:\n" + srv.log.read_text()[-4000:])
-        raise
-    finally:
-        srv.stop()
     assert srv.proc.returncode == 0, srv.log.read_text()[-2000:]
 
 
@@ -203,8 +197,7 @@ def test_a_model_that_fails_to_load_is_one_error_panel(tmp_path, page):
     shutil.copytree(ROOT / "sample_models" / "mnist-cnn", ckpt)
     cfg = ckpt / "config.json"
     cfg.write_text(cfg.read_text()[: len(cfg.read_text()) // 2])      # truncated: not valid JSON
-    srv = start_app(tmp_path, "--model", str(ckpt))
-    try:
+    with app_running(tmp_path, "--model", str(ckpt)) as srv:
         page.goto(srv.app_url, wait_until="commit", timeout=120_000)
         panel = page.locator(".widget-html.ek-error")
         expect(panel).to_be_visible(timeout=120_000)
@@ -214,9 +207,4 @@ def test_a_model_that_fails_to_load_is_one_error_panel(tmp_path, page):
         assert page.locator(".widget-html.ek-error").count() == 1 and page.locator(".ek-dashboard").count() == 0
         text = page.inner_text("body")
         assert "There was an error when executing cell" not in text and "Traceback" not in text, text[-2000:]
-    except BaseException:
-        print("app log:\n" + srv.log.read_text()[-4000:])
-        raise
-    finally:
-        srv.stop()
     assert srv.proc.returncode == 0, srv.log.read_text()[-2000:]

