@@ -123,7 +123,7 @@ def test_method_params_and_target_drive_the_explanation(mnist, mnist_cnn):
     form = {w.description: w for w in mnist.e.params.children}
     steps = form["n_steps"]
     assert "ek-param-n_steps" in steps._dom_classes and (steps.min, steps.max) == (2, 5000)
-    assert steps.tooltip == "Number of integration steps."
+    assert steps.tooltip == "Number of integration steps. Allowed: [2, 5,000]."     # the range, never clamped
     steps.value = 8
     assert mnist.wait(60)
     assert mnist.params["n_steps"] == 8 and mnist.last_explanation.params["n_steps"] == 8
@@ -286,8 +286,9 @@ def test_quality_badge(breast_cancer, load_data):
     quality = pytest.importorskip("explainkit.quality")
     d = _dash(breast_cancer, load_data("breast-cancer-mlp"), n=10, methods=["saliency"])
     assert d.wait(60)
-    assert d.last_quality is not None and d.e.quality.description == d.last_quality.badge()
-    assert "deletion AUC" in d.e.quality.description and isinstance(d.last_quality, quality.Quality)
+    assert d.last_quality is not None and d.e.quality.description.startswith("trust: ")     # plain words (13)
+    assert d.last_quality.badge() in d.e.quality.tooltip and isinstance(d.last_quality, quality.Quality)
+    assert "Removing the top-ranked features first" in d.e.quality_words.value
     d.e.quality.click()
     assert d.e.quality_plot.value[:4] == b"\x89PNG" and d.e.quality_plot.layout.display != "none"
 

@@ -131,7 +131,8 @@ def parse_method_params(pairs, runs: list[tuple[str, dict]], model=None, registr
         entry = reg.entries.get(name)
         if entry is None or entry.spec is None or model is not None and not entry.spec.applies_to(model):
             entry = reg.get(name, model)          # an alias, or the one clear error for an unknown name
-        spec_params = entry.spec.validate_params(merged[name])      # coerces; names an unknown KEY
+        # coerces; names an unknown KEY, or one that does not apply to this model (Param.applies_to)
+        spec_params = entry.spec.validate_params(merged[name], model=model)
         out.append((entry.name, {k: spec_params[k] for k in merged[name]}))
     return out
 

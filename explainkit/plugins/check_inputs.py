@@ -7,7 +7,8 @@ import numpy as np
 from explainkit.enums import Modality
 from explainkit.errors import ExplainKitError, ModelError, UnknownNameError
 
-__all__ = ["model_pool", "black_box", "raw_inputs", "model_state", "N_SAMPLES", "LM_SAMPLE", "LM_PROMPTS"]
+__all__ = ["model_pool", "black_box", "raw_inputs", "model_state", "applies_to_rows", "N_SAMPLES", "LM_SAMPLE",
+           "LM_PROMPTS"]
 
 MAX_SIDE = 64          # the default pool's largest image side
 N_SAMPLES = 2          # samples explained per model: enough to catch batch bugs, cheap enough for CI
@@ -130,3 +131,27 @@ def model_state(model):
             "requires_grad": tuple(p.requires_grad for p in params),
             "grads": tuple(p.grad is not None for p in params)}
 
+
+
+def applies_to_rows(spec, pool) -> list[tuple[str, str, str]]:
+    """The harness's ``applies_to`` check: [(model, "pass"|"fail"|"skip", detail)]. Every parameter's rule is
+    evaluated on every model the explainer applies to; a predicate that raises, returns a non-bool or cannot
+    be imported fails (the PluginError's text); a parameter that applies to none of them is a warning."""
+    ruled = [p for p in spec.params if p.applies_to is not None]
+    if not ruled:
+        return [("-", "skip", "no parameter declares applies_to (each applies to every model)")]
+    rows, shown = [], {p.name: 0 for p in ruled}
+    models = [m for m, _ in pool if spec.applies_to(m)]
+    for model in models:
+        try:
+            names = [p.name for p in ruled if p.applies(model, spec.name)]
+        except ExplainKitError as e:
+            rows.append((model.name, "fail", str(e)))
+            continue
+        for n in names:
+            shown[n] += 1
+        rows.append((model.name, "pass", f"form shows {', '.join(names) or 'none'} of {', '.join(shown)}"))
+    never = [n for n, k in shown.items() if models and not k]
+    if never and not any(s == "fail" for _, s, _ in rows):
+        rows.append(("-", "warn", f"{', '.join(never)} apply to none of the {len(models)} model(s) checked"))
+    return rows or [("-", "skip", "no applicable model to evaluate the rules on")]

@@ -26,7 +26,7 @@ from explainkit.errors import (
     ParameterError,
     PluginError,
 )
-from explainkit.plugins.check_inputs import model_pool, model_state, raw_inputs
+from explainkit.plugins.check_inputs import applies_to_rows, model_pool, model_state, raw_inputs
 from explainkit.plugins.conformance_generation import cheap_generation, output_problem, prime, same_generation
 from explainkit.plugins.registry import ExplainerSpec, Registry
 from explainkit.plugins.registry import registry as default_registry
@@ -62,6 +62,7 @@ class Check(str, Enum):
     DECLARATION_IMPORT = "declaration import"
     COMPLETENESS = "completeness"
     HTML = "to_html"
+    APPLIES_TO = "applies_to"        # Param.applies_to rules evaluate (no raising predicate) on every model
 
     def __str__(self) -> str:
         return self.value
@@ -181,6 +182,8 @@ def check_explainer(name_or_spec, *, registry: Registry | None = None, models=No
             _check_completeness(report, reg, spec, model, raws, cheap)
     if applicable:
         _check_params(report, reg, spec, *applicable[0], cheap)
+    for label, status, detail in applies_to_rows(spec, pool):
+        report.add(Check.APPLIES_TO, label, Status(status), detail)
     _check_not_applicable(report, reg, spec, pool)
     report.seconds = time.perf_counter() - t0
     return report

@@ -6,6 +6,7 @@ registry (:mod:`explainkit.plugins.registry`) finds them through entry points.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import keyword
 import os
 import re
@@ -53,9 +54,33 @@ def _fail(obj, error: PluginError) -> None:
     raise error
 
 
+def _applies_to(value):
+    """Normalise ``Param.applies_to``: None, a sorted tuple of modalities, or a ``"module:function"`` string."""
+    if value is None or isinstance(value, str) and ":" in value:
+        return value
+    if callable(value) and not isinstance(value, (str, Modality)):
+        ref = f"{getattr(value, '__module__', '')}:{getattr(value, '__qualname__', '')}"
+        if "<" in ref or ref.startswith(":") or ref.endswith(":"):
+            raise ValueError("a predicate must be a module-level function (the discovery cache stores it as "
+                             "'module:function'); a lambda or nested function cannot be found again")
+        return ref
+    items = (value,) if isinstance(value, (str, Modality)) else tuple(value)
+    if not items:
+        raise ValueError("an empty tuple of modalities applies to no model")
+    return tuple(sorted({Modality.parse(m) for m in items}, key=lambda m: m.value))
+
+
 @dataclass(frozen=True)
 class Param:
-    """One explainer parameter: its type, default, allowed range or choices, and help text."""
+    """One explainer parameter: its type, default, allowed range or choices, and help text.
+
+    ``applies_to`` (optional) says which models the parameter means something for: a tuple of modalities
+    (``("image",)``), checked by set logic on the declaration alone; or a predicate ``f(model) -> bool``,
+    given as a module-level function or its ``"module:function"`` name (imported when first needed), called
+    each time a form or a parameter check is built for a model. A predicate that raises or returns a
+    non-bool is a PluginError naming the explainer and the parameter. Forms show, and ``explain``/``--param``
+    accept, only the parameters that apply; the implementation still receives every declared parameter
+    (those that do not apply at their default)."""
 
     name: str
     type: str
@@ -64,10 +89,18 @@ class Param:
     min: float | None = None
     max: float | None = None
     choices: tuple | None = None
+    applies_to: Any = None
 
     def __post_init__(self):
         if self.choices is not None:
             object.__setattr__(self, "choices", tuple(self.choices))
+        try:
+            object.__setattr__(self, "applies_to", _applies_to(self.applies_to))
+        except (ValueError, TypeError, UnknownNameError) as e:
+            why = e.problem if isinstance(e, UnknownNameError) else str(e)
+            return _fail(self, PluginError(f"Parameter {self.name!r}: invalid applies_to {self.applies_to!r}: {why}.",
+                                           "pass a tuple of modalities, e.g. applies_to=('image',), or a "
+                                           "module-level function model -> bool."))
         if not isinstance(self.name, str) or not self.name.isidentifier() or not self.name.isascii() \
                 or self.name.startswith("_") or keyword.iskeyword(self.name):
             return _fail(self, PluginError(f"Parameter name {self.name!r} is not a plain Python identifier.",
@@ -113,6 +146,41 @@ class Param:
             raise ParameterError(f"{where} is {value!r}, outside [{self.min}, {self.max}].", self._fix())
         return value
 
+    def applies(self, model, owner: str = "explainer") -> bool:
+        """Whether this parameter applies to ``model`` (see the class doc); a failing predicate is a PluginError."""
+        rule = self.applies_to
+        if rule is None:
+            return True
+        if isinstance(rule, tuple):
+            return model.modality in rule
+        try:
+            fn = self.__dict__.get("_fn")
+            if fn is None:
+                module, _, attr = rule.partition(":")
+                fn = importlib.import_module(module)
+                for part in attr.split("."):
+                    fn = getattr(fn, part)
+                object.__setattr__(self, "_fn", fn)
+            verdict = fn(model)
+        except Exception as e:  # noqa: BLE001 - a plugin's predicate failing is the plugin's error, not a crash
+            raise PluginError(f"Explainer {owner!r}: the applies_to predicate {rule} of parameter {self.name!r} "
+                              f"raised {type(e).__name__}: {e} (model {getattr(model, 'name', '?')!r}).",
+                              "fix the predicate: it must return True or False for any model.") from None
+        if not isinstance(verdict, (bool, np.bool_)):
+            raise PluginError(f"Explainer {owner!r}: the applies_to predicate {rule} of parameter {self.name!r} "
+                              f"returned {verdict!r}, not True or False.", "return a bool from the predicate.")
+        return bool(verdict)
+
+    def why_not(self, model, owner: str = "explainer") -> str | None:
+        """None if the parameter applies to ``model``, else the reason, naming the model's modality."""
+        if self.applies(model, owner):
+            return None
+        rule = self.applies_to
+        where = (f"it applies to {', '.join(m.value for m in rule)} models only" if isinstance(rule, tuple)
+                 else f"its rule {rule} excludes this model")
+        return (f"Parameter {self.name!r} of {owner} does not apply to {getattr(model, 'name', 'this model')!r}, "
+                f"a {model.modality.value} model: {where}.")
+
     def _fix(self) -> str:
         rng = f" in [{self.min}, {self.max}]" if self.min is not None or self.max is not None else ""
         ch = f" one of {list(self.choices)}" if self.choices else ""
@@ -120,7 +188,9 @@ class Param:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "type": self.type, "default": self.default, "help": self.help,
-                "min": self.min, "max": self.max, "choices": list(self.choices) if self.choices else None}
+                "min": self.min, "max": self.max, "choices": list(self.choices) if self.choices else None,
+                "applies_to": [m.value for m in self.applies_to] if isinstance(self.applies_to, tuple)
+                else self.applies_to}
 
 
 @dataclass(frozen=True)
@@ -187,6 +257,10 @@ class ExplainerSpec:
                               f"give each parameter a unique name, none of {sorted(RESERVED_PARAMS)} "
                               "(explainkit passes those itself).")
         for p in params:
+            if isinstance(p.applies_to, tuple) and not set(p.applies_to) & set(self.modalities):
+                raise PluginError(f"Explainer {self.name!r}: parameter {p.name!r} applies to "
+                                  f"{[m.value for m in p.applies_to]}, none of the explainer's modalities.",
+                                  "list modalities the explainer supports in applies_to, or drop the parameter.")
             try:
                 p.validate(p.default, self.name)
             except ParameterError as e:
@@ -232,13 +306,25 @@ class ExplainerSpec:
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}
 
-    def validate_params(self, params: dict) -> dict:
-        """Full parameter dict: defaults filled in, values coerced and range-checked."""
+    def params_for(self, model) -> tuple:
+        """The declared parameters that apply to ``model`` (``Param.applies_to``), in declaration order."""
+        return tuple(p for p in self.params if p.applies(model, self.name))
+
+    def validate_params(self, params: dict, model=None) -> dict:
+        """Full parameter dict: defaults filled in, values coerced and range-checked. With ``model``, a
+        parameter passed that does not apply to it is one ParameterError naming it and the model's modality
+        (the returned dict still holds every declared parameter: those that do not apply at their default)."""
         known = {p.name: p for p in self.params}
         unknown = sorted(set(params) - set(known))
+        fits = None if model is None else {p.name for p in self.params_for(model)}
         if unknown:
             raise ParameterError(f"{self.name} has no parameter(s) {unknown}.",
-                                 f"valid parameters: {sorted(known) or 'none'}.")
+                                 f"valid parameters: {sorted(known if fits is None else fits) or 'none'}.")
+        wrong = [n for n in params if fits is not None and n not in fits]
+        if wrong:
+            raise ParameterError(known[wrong[0]].why_not(model, self.name) or wrong[0],
+                                 f"leave {', '.join(repr(n) for n in wrong)} out; the parameters for this model "
+                                 f"are: {', '.join(sorted(fits)) or 'none'}.")
         return {n: p.validate(params.get(n, p.default), self.name) for n, p in known.items()}
 
     def to_dict(self) -> dict:

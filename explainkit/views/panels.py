@@ -13,6 +13,7 @@ import numpy as np
 
 from explainkit.enums import Capability, Modality
 from explainkit.errors import ExplainKitError, InputError, UnknownNameError
+from explainkit.plugins.output_space import NORMALIZED
 from explainkit.views import state as st
 from explainkit.views.render import visible_markup
 from explainkit.views.widgets import quality_figure
@@ -31,6 +32,9 @@ _T = {k: _ENV.from_string(v) for k, v in {
     "page": "page {{ page }} / {{ pages }} · {{ n }} of {{ total }} samples",
     "progress": "{{ what }} · {{ '%.1f' % secs }} s",
     "link": "<a download='{{ name }}' href='{{ uri }}'>⬇ {{ name }}</a>",
+    "trust": "<div class='ek-trust-words' title='{{ words.numbers }}'>{% for s in words.sentences %}<span>{{ s }}"
+             "</span> {% endfor %}<a class='ek-trust-docs' href='{{ words.docs }}' target='_blank' "
+             "rel='noopener'>how to read this ({{ words.docs }})</a></div>",
     "agreement": "<table><tr><th>Spearman ρ</th>{% for m in methods %}<th>{{ m }}</th>{% endfor %}</tr>"
                  "{% for m in methods %}{% set i = loop.index0 %}<tr><th>{{ m }}</th>"
                  "{% for v in rho[i] %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>",
@@ -50,6 +54,7 @@ class PanelsMixin:
             self._set_badge(self._quality_cache[vkey])
             return
         e.quality.description, e.quality.disabled = "trust: computing…", True
+        e.quality_words.value = ""
 
         def done(result):
             self._quality_cache[vkey] = result
@@ -58,6 +63,7 @@ class PanelsMixin:
 
         def failed(err):
             e.quality.description, e.quality.tooltip = "trust: n/a", str(err)[:300]
+            e.quality_words.value = ""
 
         # the sanity check re-runs the explainer: only when that is cheap
         metrics = ("deletion", "randomization") if exp.timings.get("explain_s", 0) < 0.5 else ("deletion",)
@@ -66,8 +72,13 @@ class PanelsMixin:
                                                   registry=self.registry), done, failed, name="quality").start())
 
     def _set_badge(self, result) -> None:
+        """The trust verdict in plain words (trust.wording); the numbers on hover; a link to docs/trust.md."""
+        from explainkit.trust.wording import plain
         self.last_quality = result
-        self.e.quality.description = str(result.badge())
+        words = plain(result, self.last_explanation)
+        self.e.quality.description = f"trust: {words['verdict']}"
+        self.e.quality.tooltip = f"{words['numbers']}. Click for the curves."
+        self.e.quality_words.value = _T["trust"].render(words=words)
         self.e.quality.disabled = False
 
     def _show_quality_plot(self) -> None:
@@ -129,6 +140,8 @@ class PanelsMixin:
             view.units = self._units()                    # the main view's pieces | words choice
             if k < len(exps):
                 shown = st.with_scores(exps[k], normed[k])
+                # normalised scores have no f(x): no baseline, no waterfall; the legend names the unit
+                shown.extras, shown.base_value = {**(exps[k].extras or {}), NORMALIZED: True}, None
                 view.show(shown, f"{index}|{names[k]}|compare", vmax=vmax)
                 view.layout.display = None
             else:

@@ -16,13 +16,13 @@ import numpy as np
 from explainkit.enums import Modality, ResultKind, Task, _StrEnum
 from explainkit.errors import ExplainKitError, MissingDependencyError, ParameterError
 from explainkit.views import photo
+from explainkit.views.templating import TEMPLATES, template, visible_markup  # noqa: F401 - re-exported
 from explainkit.views.units import Units, has_words, shown
 from explainkit.visible import visible
 
 __all__ = ["View", "colors", "scale", "plot", "waterfall", "image_png", "rgb_png", "to_png", "to_html", "html_page",
            "figure_png", "data_uri", "template", "header"]
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 class View(_StrEnum):
@@ -124,9 +124,13 @@ def _title(exp) -> str:
 
 
 def _output_label(exp) -> str:
-    if exp.task is Task.REGRESSION:
-        return f"model output ({exp.target_label})"
-    return f"output for class {exp.target_label}"
+    """The unit: 'logit of malignant', 'probability of 7', 'regression output: progression', or 'score'."""
+    return exp.legend()["unit"]
+
+
+def _key(exp, view: View) -> str:
+    """The colour key in words: what red and blue mean, and the unit (explainkit.plugins.output_space)."""
+    return exp.legend(view.value)["text"]
 
 
 def plot(exp, ax=None, view="signed", **kw):
@@ -155,8 +159,9 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
 
     cax = None
     if ax is None:       # fixed geometry: a layout engine would double the drawing time
-        fig = _figure((3.4, 3.0), layout=None)
-        ax, cax = fig.add_axes((0.03, 0.03, 0.74, 0.84)), fig.add_axes((0.8, 0.08, 0.04, 0.74))
+        fig = _figure((3.4, 3.0), layout=None)           # the colour key in words along the bottom
+        ax, cax = fig.add_axes((0.03, 0.1, 0.74, 0.77)), fig.add_axes((0.8, 0.14, 0.04, 0.69))
+        fig.text(0.02, 0.015, visible(_key(exp, view)), fontsize=5.5, wrap=True, **_LITERAL)
     fig = ax.figure
     bg, s = photo.drawn(exp)         # a photo: the user's original, in colour, with the scores mapped onto it
     if bg is not None:
@@ -171,6 +176,7 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
     sm = ScalarMappable(norm=norm, cmap=_CMAPS[view])
     cb = fig.colorbar(sm, cax=cax) if cax is not None else fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.04)
     cb.ax.tick_params(labelsize=7)
+    cb.set_label(visible(_output_label(exp)), fontsize=6, **_LITERAL)
     return fig
 
 
@@ -218,7 +224,7 @@ def _plot_text(exp, ax, view, vmax, title, width: int = 64):
         x += len(tok) + 1
     if line:
         lines.append(line)
-    fig, ax = _axes(ax, (7.0, 0.5 + 0.32 * max(1, len(lines))))
+    fig, ax = _axes(ax, (7.0, 0.75 + 0.32 * max(1, len(lines))))
     ax.set_xlim(0, width)
     ax.set_ylim(len(lines) + 0.2, -0.3)
     for r, ln in enumerate(lines):
@@ -227,6 +233,7 @@ def _plot_text(exp, ax, view, vmax, title, width: int = 64):
                     bbox={"facecolor": c, "edgecolor": "none", "pad": 1.5})
     ax.axis("off")
     ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
+    fig.supxlabel(visible(_key(exp, view)), fontsize=7, color="#444444", **_LITERAL)
     return fig
 
 
@@ -251,14 +258,16 @@ def _plot_bars(exp, ax, view, max_features, vmax, title):
             **({} if err is None else {"xerr": 2 * err[order], "error_kw": _ERRBAR}))   # ±2 SE
     ax.set_yticks(y, [labels[i] for i in order], fontsize=8, **_LITERAL)
     ax.axvline(0, color="#333333", linewidth=0.8)
-    ax.set_xlabel(visible(f"attribution to the {_output_label(exp)}"), fontsize=8, **_LITERAL)
+    ax.set_xlabel(visible(_key(exp, view)), fontsize=7, **_LITERAL)
     ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
     return fig
 
 
 def waterfall(exp, ax=None, max_features: int = 12):
     """SHAP-style waterfall from the base value to the output, biggest first (±2 SE bars if ``exp.errors``)."""
-    if exp.base_value is None:
+    key = exp.legend()
+    base_of = key["baseline"]
+    if base_of is None:
         raise ExplainKitError(f"The {exp.method} explanation has no base value, so it has no waterfall.",
                               "use a method with a base value (kernel_shap), or plot() instead.")
     s = np.asarray(exp.scores, dtype=np.float64).reshape(-1)
@@ -270,8 +279,9 @@ def waterfall(exp, ax=None, max_features: int = 12):
     if rest:           # the others' error as if independent (root sum of squares)
         steps.append((f"{len(rest)} other features", float(s[rest].sum()),
                       None if err is None else float(np.sqrt(np.sum(err[rest] ** 2)))))
-    fig, ax = _axes(ax, (6.4, 1.2 + 0.3 * len(steps)))
-    start = float(exp.base_value)
+    fig, ax = _axes(ax, (6.4, 1.4 + 0.3 * len(steps)))
+    base = float(base_of["base"])
+    start = base
     for row, (_name, v, e) in enumerate(steps):
         y, e = len(steps) - row, e if e is not None and np.isfinite(e) else None      # unknown (NaN): no bar
         ax.barh(y, v, left=start, color="#d6604d" if v >= 0 else "#4393c3", edgecolor="#555555", linewidth=0.4)
@@ -280,16 +290,23 @@ def waterfall(exp, ax=None, max_features: int = 12):
         tip = start + v + (0.0 if e is None else 2 * e if v >= 0 else -2 * e)       # the label clears the bar
         ax.text(tip, y, f" {v:+.3g} ", va="center", ha="left" if v >= 0 else "right", fontsize=7)
         start += v
-    ends = np.cumsum([0.0] + [v for _, v, _ in steps]) + float(exp.base_value)
+    ends = np.cumsum([0.0] + [v for _, v, _ in steps]) + base
     pad = 0.15 * max(float(np.ptp(ends)), 1e-9)
     ax.set_xlim(float(ends.min()) - pad, float(ends.max()) + pad)
     ax.set_yticks(range(len(steps), 0, -1), [n for n, *_ in steps], fontsize=8, **_LITERAL)
-    ax.axvline(float(exp.base_value), color="#777777", linestyle=":", linewidth=0.8)
+    ax.axvline(base, color="#777777", linestyle=":", linewidth=0.8)
     ax.axvline(start, color="#222222", linewidth=0.8)
-    ax.set_xlabel(visible(f"{_output_label(exp)}: base {float(exp.base_value):.4g} → f(x) {start:.4g}"), fontsize=8,
-                  **_LITERAL)
+    end = f"{base_of['end_name']} {start:.4g}"
+    if base_of["r2"] is not None:
+        end += f" (R² {base_of['r2']:.2f}; the model: {_fmt_out(base_of['output'])})"
+    ax.set_xlabel(visible(f"{key['unit']}: {base_of['name']} {base:.4g} → {end}\n"
+                          f"red: {key['positive']} · blue: {key['negative']}"), fontsize=7, **_LITERAL)
     ax.set_title(visible(f"{exp.method} waterfall"), fontsize=9, **_LITERAL)
     return fig
+
+
+def _fmt_out(v) -> str:
+    return "?" if v is None else f"{v:.4g}"
 
 
 def _plot_attention(exp, ax, layer, head, title):
@@ -333,38 +350,6 @@ def to_png(exp, path=None, view="signed", dpi: int = 100, **kw) -> bytes:
 
 
 # -- HTML --------------------------------------------------------------------------------------------------
-_ENVS: dict = {}
-
-
-def _env(extra: tuple = ()):
-    """The jinja2 environment over ``extra`` folders, then this layer's ``views/templates`` (autoescaped)."""
-    env = _ENVS.get(extra)
-    if env is None:
-        try:
-            import jinja2
-        except ImportError:
-            raise MissingDependencyError("HTML rendering needs jinja2.", "pip install jinja2") from None
-        env = _ENVS[extra] = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([*extra, str(TEMPLATES)]),
-            autoescape=jinja2.select_autoescape(["html"], default_for_string=True, default=True),
-            trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, finalize=visible_markup)
-    return env
-
-
-def visible_markup(value):
-    """Jinja ``finalize``: a plain string is shown with its invisible characters made visible
-    (:mod:`explainkit.visible`); Markup that explainkit built itself passes unchanged."""
-    from markupsafe import Markup
-
-    return value if isinstance(value, Markup) else visible(value)
-
-
-def template(name: str, search=()):
-    """A template by name from the ``search`` folders (a higher layer's own templates), then
-    ``explainkit/views/templates`` (the shared head, style and explanation fragment); autoescaped."""
-    return _env(tuple(str(s) for s in search)).get_template(name)
-
-
 def _fmt_p(p) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
@@ -425,8 +410,10 @@ def to_html(exp, view="signed", css: bool = True, units="pieces", **kw) -> str:
     view, units, split = View.parse(view), Units.parse(units), has_words(exp)
     exp = shown(exp, units)
     vmax = kw.pop("vmax", None)
+    key = exp.legend(view.value)
     ctx = {"h": header(exp), "view": view.value, "css": css, "image": None, "waterfall": None,
-           "pieces": None, "legend": None, "top": None}
+           "pieces": None, "legend": None, "top": None, "key": key,
+           "baseline": None if key["baseline"] is None else key["baseline"]["text"]}
     if exp.modality is Modality.TEXT and exp.kind is not ResultKind.ATTENTION:
         vm = scale(exp.scores, view) if vmax is None else float(vmax)
         ctx["pieces"] = _text_pieces(exp, view, vm)

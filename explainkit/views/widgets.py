@@ -14,12 +14,13 @@ import numpy as np
 import traitlets
 
 from explainkit.enums import Modality, ResultKind, Task
+from explainkit.views.forms import Form, param_form, param_widget, set_form  # noqa: F401 - re-exported
 from explainkit.views.state import ViewMode, rollout, thumbnail
 from explainkit.views.units import Units, has_words, shown
 from explainkit.visible import visible, visible_spans, visible_tree
 
 __all__ = ["SampleGrid", "PredictionView", "ExplanationView", "AttentionView", "explanation_payload",
-           "grid_items", "prediction_payload", "units_switch"]
+           "grid_items", "prediction_payload", "units_switch", "Form", "param_form", "param_widget", "set_form"]
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
 _CSS = STATIC / "dashboard.css"
@@ -128,9 +129,13 @@ def explanation_payload(exp, units="pieces") -> dict:
 
 
 def _explanation_payload(exp) -> dict:
+    key = exp.legend()
     base = {"modality": exp.modality.value, "kind": exp.kind.value, "method": exp.method,
             "target": exp.target_label, "task": exp.task.value,
-            "prediction": _pred_text(exp)}
+            "prediction": _pred_text(exp), "legend": {
+                "unit": key["unit"], "space": key["space"], "baseline": key["baseline"],
+                "positive": key["positive"], "negative": key["negative"],
+                "text": {v.value: exp.legend(v.value)["text"] for v in ViewMode}}}
     s = np.asarray(exp.scores, dtype=np.float64)
     if exp.modality is Modality.IMAGE:
         from explainkit.views.photo import on_photo
@@ -149,9 +154,9 @@ def _explanation_payload(exp) -> dict:
     values = exp.feature_values if exp.feature_values is not None else np.full(len(s), np.nan)
     out = {**base, "names": list(exp.feature_names or [f"x{i}" for i in range(len(s))]),
            "values": _floats(values), "scores": _floats(s), "base_value": None}
-    if exp.base_value is not None:
-        out["base_value"] = float(exp.base_value)
-        out["output"] = float(exp.base_value + s.sum())
+    if key["baseline"] is not None:           # the waterfall runs from the method's own baseline
+        out["base_value"] = key["baseline"]["base"]
+        out["output"] = key["baseline"]["end"]
     return out
 
 
@@ -208,11 +213,16 @@ def _label_text(label, classes) -> str:
     return f"{float(label):.4g}"
 
 
+ROW_FEATURES = 3       # a tabular row in the sample list names its features of largest |value|, whole
+
+
 def _row_summary(raw, names) -> str:
+    """'worst area=2.02e+03, mean area=1e+03, … (+28 more)': the top features by |value|, never cut mid-feature."""
     row = np.asarray(raw, dtype=np.float64)
     names = names or [f"x{i}" for i in range(len(row))]
-    parts = [f"{n}={v:.3g}" for n, v in zip(names[:3], row[:3])]
-    return ", ".join(parts) + (", …" if len(row) > 3 else "")
+    top = np.argsort(-np.where(np.isfinite(row), np.abs(row), -1.0), kind="stable")[:ROW_FEATURES]
+    parts = [f"{names[i]}={row[i]:.3g}" for i in top]
+    return ", ".join(parts) + (f", … (+{len(row) - len(top)} more)" if len(row) > len(top) else "")
 
 
 def prediction_payload(model, preds, index: int, label) -> dict:
@@ -239,38 +249,6 @@ def is_attention(exp) -> bool:
 def _hook(widget, cls: str):
     widget.add_class(cls)
     return widget
-
-
-def set_form(form: dict, method: str, values: dict) -> None:
-    """Set a method's form widgets by parameter name, as a user would; an unknown name is one error."""
-    unknown = sorted(set(values) - set(form))
-    if unknown:
-        from explainkit.errors import UnknownNameError
-        raise UnknownNameError(f"{method} has no parameter(s) {unknown}.", f"use: {sorted(form) or 'none'}.")
-    for k, v in values.items():
-        form[k].value = v
-
-
-def param_widget(p):
-    """A form control for one declared Param: int/float bounded when declared, bool, choice, str."""
-    import ipywidgets as W
-    common = {"description": p.name, "tooltip": p.help, "style": {"description_width": "130px"},
-              "layout": W.Layout(width="300px")}
-    if p.type == "bool":
-        w = W.Checkbox(value=bool(p.default), indent=False, **common)
-    elif p.type == "choice":
-        w = W.Dropdown(options=list(p.choices), value=p.default, **common)
-    elif p.type == "int":
-        bounded = p.min is not None and p.max is not None
-        w = W.BoundedIntText(value=p.default, min=int(p.min), max=int(p.max), **common) if bounded \
-            else W.IntText(value=p.default, **common)
-    elif p.type == "float":
-        bounded = p.min is not None and p.max is not None
-        w = W.BoundedFloatText(value=p.default, min=p.min, max=p.max, step=0.01, **common) if bounded \
-            else W.FloatText(value=p.default, **common)
-    else:
-        w = W.Text(value=str(p.default), continuous_update=False, **common)
-    return _hook(w, f"ek-param-{p.name}")
 
 
 def build_browser(model, dataset, preds, page_size: int):
@@ -326,10 +304,13 @@ def build_explain_panel(model, specs, default: str):
                             description="target", style={"description_width": "50px"},
                             layout=W.Layout(width="220px"))
     else:
-        target = W.Dropdown(options=[(visible(f"{model.target_name} (output)"), None)], value=None, disabled=True,
+        # value 0, not None: a Dropdown shows no label for None (Dashboard.target is None for regression)
+        target = W.Dropdown(options=[(visible(f"{model.target_name} (output)"), 0)], value=0, disabled=True,
                             description="target", style={"description_width": "50px"},
                             layout=W.Layout(width="220px"))
     _hook(target, "ek-target")
+    _full_label_tooltip(target)
+    _full_label_tooltip(method)
     params = _hook(W.VBox([]), "ek-params")
     explain = _hook(W.Button(description="Explain", button_style="primary", icon="play",
                              layout=W.Layout(width="100px")), "ek-explain")
@@ -341,7 +322,7 @@ def build_explain_panel(model, specs, default: str):
     cancel = _hook(W.Button(description="Cancel", button_style="warning", icon="stop",
                             layout=W.Layout(width="90px", visibility="hidden")), "ek-cancel")
     mode = _hook(W.ToggleButtons(options=[m.value for m in ViewMode], value=ViewMode.SIGNED.value,
-                                 style={"button_width": "72px"}), "ek-view-mode")
+                                 style={"button_width": "84px"}), "ek-view-mode")     # "absolute" in full
     opacity = _hook(W.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="opacity",
                                   style={"description_width": "50px"}, layout=W.Layout(width="220px")),
                     "ek-opacity")
@@ -350,6 +331,7 @@ def build_explain_panel(model, specs, default: str):
     custom = _hook(W.Box([]), "ek-view-custom")
     quality = _hook(W.Button(description="trust: …", tooltip="Deletion AUC vs random and the sanity check; "
                              "click for the curves", layout=W.Layout(width="auto")), "ek-quality")
+    quality_words = _hook(W.HTML("", layout=W.Layout(max_width="560px")), "ek-quality-words")
     quality_plot = _hook(W.Image(format="png", layout=W.Layout(display="none", max_width="420px")),
                          "ek-quality-plot")
     export_png = _hook(W.Button(description="PNG", icon="download", layout=W.Layout(width="80px")), "ek-export-png")
@@ -361,13 +343,24 @@ def build_explain_panel(model, specs, default: str):
     return SimpleNamespace(
         method=method, target=target, params=params, explain=explain, auto=auto, progress=progress,
         progress_label=progress_label, cancel=cancel, mode=mode, units=units, opacity=opacity, view=view,
-        custom=custom,
-        quality=quality, quality_plot=quality_plot, export_png=export_png, export_html=export_html,
+        custom=custom, quality=quality, quality_words=quality_words, quality_plot=quality_plot,
+        export_png=export_png, export_html=export_html,
         export_link=export_link, controls=W.HBox([method, target], **row()),
         run_row=W.HBox([explain, auto, progress, progress_label, cancel], **row()),
         view_controls=W.HBox([mode, units, opacity], **row()),
-        quality_row=W.VBox([quality, quality_plot], layout=W.Layout(align_items="flex-start")),
+        quality_row=W.VBox([quality, quality_words, quality_plot], layout=W.Layout(align_items="flex-start")),
         export_row=W.HBox([W.HTML("export"), export_png, export_html, export_link], **row()))
+
+
+def _full_label_tooltip(dropdown) -> None:
+    """A dropdown's tooltip is its selected option's full text (the box may be too narrow to show it)."""
+    base = dropdown.tooltip or ""
+
+    def update(_change=None) -> None:
+        label = next((str(k) for k, v in dropdown.options if v == dropdown.value), "")
+        dropdown.tooltip = f"{label} · {base}" if base else label
+    dropdown.observe(update, names="value")
+    update()
 
 
 def units_switch(view: ExplanationView):

@@ -52,6 +52,23 @@ function colorbar(vmax, mode) {
   return wrap;
 }
 
+// the colour key: what red and blue mean for this target, and the unit (from the payload's legend)
+function legendKey(p, mode) {
+  const L = p.legend || {}; const key = document.createElement("div"); key.className = "ek-legend-key";
+  key.dataset.ekUnit = L.unit || "score"; key.dataset.ekSpace = L.space || "score";
+  key.title = (L.text && L.text[mode]) || "";
+  const sw = (rgb, words) => {
+    const b = document.createElement("span"); b.className = "ek-swatch"; b.style.background = `rgb(${rgb})`;
+    const t = document.createElement("span"); t.textContent = words; key.append(b, t);
+  };
+  const unsigned = !L.negative || mode === "absolute";
+  if (unsigned) sw(HEAT[2].join(","), L.negative ? "magnitude |score|, direction not shown" : (L.positive || "score"));
+  else { sw(POS.join(","), L.positive); if (mode === "signed") sw(NEG.join(","), L.negative); else sw("230,230,230", "(against: not shown)"); }
+  const u = document.createElement("span"); u.className = "ek-unit"; u.textContent = `· unit: ${L.unit || "score"}`;
+  key.appendChild(u);
+  return key;
+}
+
 function drawImage(root, p, opacity, mode, vmaxIn, tip) {
   const { h, w } = p; const px = decodeBytes(p.image); const s = decodeF32(p.scores); const c = p.c || 1;
   const vmax = scaleOf(s, vmaxIn);
@@ -74,7 +91,7 @@ function drawImage(root, p, opacity, mode, vmaxIn, tip) {
     const c = Math.floor((ev.clientX - rect.left) / rect.width * w), r = Math.floor((ev.clientY - rect.top) / rect.height * h);
     if (r >= 0 && r < h && c >= 0 && c < w) tip.textContent = `pixel (${r}, ${c}): ${fmt(s[r * w + c])}`;
   });
-  root.append(cv, colorbar(vmax, mode));
+  root.append(cv, colorbar(vmax, mode), legendKey(p, mode));
 }
 
 function drawText(root, p, opacity, mode, vmaxIn, tip) {
@@ -94,7 +111,7 @@ function drawText(root, p, opacity, mode, vmaxIn, tip) {
     box.appendChild(span); pos = Math.max(pos, b);
   });
   if (pos < text.length) box.appendChild(document.createTextNode(text.slice(pos)));
-  root.append(box, colorbar(vmax, mode));
+  root.append(box, colorbar(vmax, mode), legendKey(p, mode));
 }
 
 function featRow(name, value, lo, hi, a, b, color, label) {
@@ -124,20 +141,27 @@ function drawTabular(root, p, opacity, mode, vmaxIn) {
     if (rest.length) { steps.push([-1, cum, cum + restSum]); cum += restSum; }
     const all = steps.flatMap((s) => [s[1], s[2]]).concat([p.base_value]);
     let lo = Math.min(...all), hi = Math.max(...all); const pad = 0.05 * ((hi - lo) || 1); lo -= pad; hi += pad;
-    const head = document.createElement("div"); head.className = "ek-waterfall-end";
-    head.textContent = `base value E[f(x)] = ${fmt(p.base_value)}`; root.appendChild(head);
+    const B = (p.legend && p.legend.baseline) || { name: "base value", end_name: "f(x)" };
+    const unit = (p.legend && p.legend.unit) || "score";
+    root.appendChild(legendKey(p, mode));
+    const head = document.createElement("div"); head.className = "ek-waterfall-end ek-baseline";
+    head.textContent = `${B.name} = ${fmt(p.base_value)}`; head.title = B.text || ""; root.appendChild(head);
     for (const [i, a, b] of steps) {
       const s = b - a;
       root.appendChild(featRow(i < 0 ? `${rest.length} other features` : p.names[i], i < 0 ? undefined : p.values[i],
         lo, hi, a, b, col(s), (s >= 0 ? "+" : "") + fmt(s)));
     }
     const end = document.createElement("div"); end.className = "ek-waterfall-end";
-    end.textContent = `f(x) = ${fmt(cum)}  (${p.target})`; root.appendChild(end);
+    let endText = `${B.end_name} = ${fmt(cum)}  (${unit})`;
+    if (B.r2 !== null && B.r2 !== undefined) endText += `  ·  surrogate R² ${B.r2.toFixed(2)}`;
+    if (B.output !== null && B.output !== undefined && !B.adds_up) endText += `  ·  the model: ${fmt(B.output)}`;
+    end.textContent = endText; end.title = B.text || ""; root.appendChild(end);
     return;
   }
   const val = (i) => mode === "absolute" ? Math.abs(p.scores[i]) : (mode === "positive" ? Math.max(p.scores[i], 0) : p.scores[i]);
   const m = vmaxIn > 0 ? vmaxIn : Math.max(1e-12, ...top.map((i) => Math.abs(p.scores[i])));
   const lo = mode === "signed" ? -m : 0;
+  root.appendChild(legendKey(p, mode));
   for (const i of top) root.appendChild(featRow(p.names[i], p.values[i], lo, m, 0, Math.max(lo, Math.min(m, val(i))), col(p.scores[i]), fmt(p.scores[i])));
   if (rest.length) {
     const more = document.createElement("div"); more.className = "ek-waterfall-end";

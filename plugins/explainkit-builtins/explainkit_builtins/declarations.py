@@ -9,6 +9,8 @@ ALL = frozenset(M)
 BOTH = frozenset(T)
 _GRAD = frozenset({C.GRADIENTS})
 _PKG = "explainkit_builtins"
+_IMAGE = (M.IMAGE,)          # Param.applies_to: forms and checks offer these only for image models
+_TABULAR = (M.TABULAR,)
 
 _BASELINE = Param("baseline", "choice", "default", choices=("default", "zero"),
                   help="Reference input: 'default' is a black image, padding tokens or the training mean.")
@@ -103,10 +105,11 @@ KERNEL_SHAP = ExplainerSpec(
                   help="paired: budget shared by Shapley-kernel mass; leverage: equally per size "
                        "(Musco & Witter 2024); shap: shap.KernelExplainer (no standard errors)."),
             Param("segmentation", "choice", "patches", choices=("patches", "superpixels"),
-                  help="Image units: square patches or SLIC superpixels."),
-            Param("patch_size", "int", 4, min=1, max=64, help="Patch side in pixels (images)."),
-            Param("n_segments", "int", 50, min=2, max=1000, help="Superpixels per image (segmentation=superpixels)."),
-            Param("n_background", "int", 50, min=1, max=2000,
+                  help="Image units: square patches or SLIC superpixels.", applies_to=_IMAGE),
+            Param("patch_size", "int", 4, min=1, max=64, help="Patch side in pixels (images).", applies_to=_IMAGE),
+            Param("n_segments", "int", 50, min=2, max=1000, help="Superpixels per image (segmentation=superpixels).",
+                  applies_to=_IMAGE),
+            Param("n_background", "int", 50, min=1, max=2000, applies_to=_TABULAR,
                   help="Tabular background rows (k-means summary of the data; else the training mean)."),
             Param("l1_reg", "choice", "auto", choices=("auto", "none"),
                   help="Feature selection before the regression (shap's l1_reg; estimator='shap' only).")))
@@ -123,8 +126,8 @@ LIME = ExplainerSpec(
             Param("kernel_width", "float", 0.0, min=0.0, max=1000.0,
                   help="Proximity kernel width (0: lime's default for the modality)."),
             Param("segmentation", "choice", "patches", choices=("patches", "quickshift"),
-                  help="Image units: square patches or lime's quickshift segments."),
-            Param("patch_size", "int", 4, min=1, max=64, help="Patch side in pixels (images).")))
+                  help="Image units: square patches or lime's quickshift segments.", applies_to=_IMAGE),
+            Param("patch_size", "int", 4, min=1, max=64, help="Patch side in pixels (images).", applies_to=_IMAGE)))
 
 ATTENTION = ExplainerSpec(
     name="attention", title="Attention weights",
