@@ -62,7 +62,7 @@ def test_image_report_contents_and_exports(image_report, mnist_cnn, load_data):
     assert [m["name"] for m in idx["methods"]] == ["saliency", "gradcam"]
     assert idx["methods"][0]["params"] == {"abs": True} and idx["methods"][0]["plugin"] == "explainkit-builtins"
     # header, summary, agreement, sections
-    assert mnist_cnn.weights_hash() in page and "Confusion" not in page
+    assert mnist_cnn.weights_hash() in page and "Confusion over the" not in page     # all 10 classes shown
     assert page.count('class="sample') == 6 and page.count('class="ek-exp"') == 12
     assert "Method agreement" in page and "Global importance" in page
     # accuracy and confusion matrix match the model's own predictions on the selection
@@ -263,3 +263,145 @@ def test_confusion_matrix_of_many_classes_keeps_only_those_that_occur():
     assert st["accuracy"] == 0.5 and np.asarray(st["confusion"])[1, 0] == 1       # a 7 predicted as 5
     small = prediction_stats(Task.CLASSIFICATION, ["a", "b", "c"], [0, 1, 1], None, np.array([0, 1, 2]))
     assert small["confusion_classes"] == [0, 1, 2] and small["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+
+
+# -- the dataset-level audit (issue 13, part 4) ---------------------------------------------------------------
+def _between(page: str, start: str, end: str) -> str:
+    return page[page.index(start):page.index(end, page.index(start))]
+
+
+def test_dataset_audit_of_a_tabular_classifier(breast_cancer, tmp_path):
+    data = datasets.breast_cancer("heldout")
+    slices = {"malignant": {"class": "malignant"}, "unsure": {"confidence": [0.0, 0.9]},
+              "large radius": {"feature": "mean radius", "range": [15.0, None]},
+              "predicted benign, small": {"predicted": "benign", "feature": "mean radius", "range": [None, 12.0]},
+              "user predicate": lambda raw, label: raw[1] > 20 and label == 1}
+    rep = explainkit.report(breast_cancer, data, methods=["occlusion"], limit=25, out=tmp_path / "bc.html",
+                            progress=False, slices=slices, dependence=("mean radius", "mean texture"), audit="data")
+    page = (tmp_path / "bc.html").read_text()
+    assert_self_contained_and_inert(page)
+    audit = rep.index["audit"]
+    # the confusion matrix covers the whole data (114 rows), not the 25 explained ones
+    probs = breast_cancer.predict(data.raws)
+    pred, conf, y = probs.argmax(1), probs.max(1), data.labels
+    cm = np.asarray(audit["whole"]["confusion"])
+    assert cm.sum() == len(data) == 114 and np.trace(cm) == int((pred == y).sum())
+    assert audit["whole"]["accuracy"] == pytest.approx(float((pred == y).mean()))
+    # every slice's numbers, recomputed by hand
+    radius, texture = data.raws[:, 0], data.raws[:, 1]
+    masks = {"malignant": y == 0, "unsure": conf < 0.9, "large radius": radius >= 15.0,
+             "predicted benign, small": (pred == 1) & (radius < 12.0), "user predicate": (texture > 20) & (y == 1)}
+    rows = {r["name"]: r for r in audit["slices"]}
+    assert list(rows) == list(masks)
+    for name, m in masks.items():
+        assert rows[name]["n"] == int(m.sum()) > 0, name
+        assert rows[name]["accuracy"] == pytest.approx(float((pred[m] == y[m]).mean()))
+        assert rows[name]["mean_confidence"] == pytest.approx(float(conf[m].mean()))
+    # signed importance per explained class: the table is the mean of the exported scores of that class
+    with np.load(tmp_path / "bc.npz") as z:
+        scores, outputs = z["occlusion.scores"], z["outputs"]
+    groups = {g["target"]: g for g in audit["importance"][0]["groups"]}
+    assert set(groups) == {breast_cancer.classes[int(k)] for k in np.unique(outputs.argmax(1))}
+    for k, cls in enumerate(breast_cancer.classes):
+        if cls not in groups:
+            continue
+        mine = scores[outputs.argmax(1) == k]
+        assert groups[cls]["n"] == len(mine)
+        for r in groups[cls]["table"]:
+            j = breast_cancer.feature_names.index(r["feature"])
+            assert float(r["mean"]) == pytest.approx(mine[:, j].mean(), rel=1e-3, abs=1e-6)
+        first = breast_cancer.feature_names.index(groups[cls]["table"][0]["feature"])
+        assert np.abs(mine[:, first]).mean() == pytest.approx(np.abs(mine).mean(0).max(), rel=1e-6)
+    section = _between(page, 'id="audit"', "<h2>Samples</h2>")
+    assert section.count('alt="beeswarm of occlusion"') == len(groups)
+    assert "Dependence: the attribution of <b>mean radius</b> against its value, coloured by mean texture" in section
+    assert "evidence for the class the sample was explained for" in section and "misclassified" not in section
+
+
+def test_dataset_audit_of_a_regression_model_is_worded_for_regression(diabetes, tmp_path):
+    data = datasets.diabetes("heldout")
+    rep = explainkit.report(diabetes, data, methods=["occlusion"], select="misclassified", limit=12,
+                            out=tmp_path / "d.html", progress=False, audit="data")
+    page = (tmp_path / "d.html").read_text()
+    for wrong in ("misclassified", "red supports the predicted class", "accuracy", "confidence"):
+        assert wrong not in page.lower(), wrong
+    assert "large errors (|error| above the mean absolute error)" in page
+    assert "red raises the predicted value, blue lowers it" in page
+    assert 'alt="residual plot"' in page and "Residual = prediction − true value (disease progression)" in page
+    err = diabetes.predict(data.raws) - data.labels
+    whole = rep.index["audit"]["whole"]
+    assert whole["mae"] == pytest.approx(float(np.abs(err).mean()), rel=1e-6)
+    assert (whole["over"], whole["under"]) == (int((err > 0).sum()), int((err < 0).sum()))
+    # default slices: the most important feature's range in thirds, with each third's error
+    slices = rep.index["audit"]["slices"]
+    assert len(slices) == 3 and sum(r["n"] for r in slices) == len(data)
+    top = rep.index["audit"]["importance"][0]["groups"][0]
+    assert top["target"] == "disease progression" and slices[0]["name"].startswith(top["table"][0]["feature"])
+
+
+def test_dataset_audit_of_text_is_signed_per_word_without_punctuation(sst2_lstm, load_data, tmp_path):
+    from explainkit.views.aggregate import is_punctuation
+
+    data = load_data("sst2-lstm").subset(range(60))
+    rep = explainkit.report(sst2_lstm, data, methods=["occlusion"], limit=24, out=tmp_path / "t.html",
+                            progress=False, min_count=2, audit="data")
+    groups = rep.index["audit"]["importance"][0]["groups"]
+    exps = list(rep.explanations("occlusion"))
+    punct = sum(is_punctuation(t) for e in exps for t in e.tokens)
+    assert punct > 0 and rep.index["audit"]["importance"][0]["n"] == 24
+    for g in groups:
+        k = sst2_lstm.classes.index(g["target"])
+        sums: dict = {}
+        for e in (e for e in exps if e.target == k):
+            for t, v in zip(e.tokens, e.scores):
+                sums.setdefault(t.lower(), []).append(float(v))
+        listed = g["words"]["for"] + g["words"]["against"]
+        assert listed and all(not is_punctuation(r["word"]) and r["count"] >= 2 for r in listed)
+        for r in listed:
+            assert r["count"] == len(sums[r["word"]]) and r["mean"] == pytest.approx(np.mean(sums[r["word"]]))
+        assert all(r["mean"] > 0 for r in g["words"]["for"]) and all(r["mean"] < 0 for r in g["words"]["against"])
+    slices = {r["name"]: r for r in rep.index["audit"]["slices"]}
+    assert sum(r["n"] for n, r in slices.items() if "words" in n) == 60       # three length bands cover the data
+    page = (tmp_path / "t.html").read_text()
+    assert "punctuation and special tokens skipped" in page and "word (against)" in page
+
+
+def test_dataset_audit_of_images_has_a_mean_map_per_class(image_report):
+    rep, out = image_report
+    section = _between(out.read_text(encoding="utf-8"), 'id="audit"', "<h2>Samples</h2>")
+    explained = {int(np.argmax(o)) for o in np.load(out.with_suffix(".npz"))["outputs"]}
+    assert section.count('alt="mean map for ') == 2 * len(explained)            # saliency and gradcam
+    # the default scope: the 6 selected samples (limit and select keep their promise: no other row is predicted)
+    assert "one shared scale" in section and sum(r["n"] for r in rep.index["audit"]["slices"][:10]) == 6
+    assert np.asarray(rep.index["audit"]["whole"]["confusion"]).sum() == 6 and "of 1000 (pass" in section
+
+
+def test_bad_audit_options_fail_early_with_one_clear_error(breast_cancer, sst2_lstm, tmp_path):
+    data = datasets.breast_cancer("heldout").subset(range(10))
+    kw = dict(methods=["occlusion"], out=tmp_path / "x.html", progress=False)
+    for slices, match in (({"a": {"colour": "red"}}, "unknown spec"), (["class"], "must be a"),
+                          ({"a": {"feature": "mean radius"}}, "go together"),
+                          ({"a": {"confidence": [0.9, 0.1]}}, "is empty"),
+                          ({"a": {"class": "tumour"}}, "not one of the model's classes"),
+                          ({"a": {"feature": "height", "range": [0, 1]}}, "no feature 'height'"),
+                          ({"a": {"length": [0, 5]}}, "not text"),
+                          ({"a": lambda raw: raw["x"]}, "predicate raised")):
+        with pytest.raises(ExplainKitError, match=match):
+            explainkit.report(breast_cancer, data, slices=slices, **kw)
+    for dep in ("height", ("mean radius", "height"), 3):
+        with pytest.raises(ExplainKitError, match="dependence"):
+            explainkit.report(breast_cancer, data, dependence=dep, **kw)
+    with pytest.raises(ExplainKitError, match="min_count"):
+        explainkit.report(sst2_lstm, None, min_count=0, **kw)
+    with pytest.raises(ExplainKitError, match="audit='everything' is not one of selection, data"):
+        explainkit.report(breast_cancer, data, audit="everything", **kw)
+
+
+def test_report_pages_share_one_head_and_one_provenance_fragment():
+    from explainkit.reports.result import TEMPLATES
+
+    for page, summary in (("report.html", "report_summary.html"),
+                          ("report_generation.html", "report_generation_summary.html")):
+        assert '{% include "report_head.html" %}' in (TEMPLATES / page).read_text()
+        body = (TEMPLATES / summary).read_text()
+        assert '{% include "report_provenance.html" %}' in body and "<th>plugin</th>" not in body

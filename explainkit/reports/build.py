@@ -45,10 +45,12 @@ def _nan_row(model, data, idx) -> np.ndarray:
     return np.full(shape, np.nan, dtype=np.float32)
 
 
-def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap, failures=None):
+def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap, failures=None, min_count=2):
     from explainkit.reports.stats import Agreement, Importance
+    from explainkit.views.aggregate import SignedImportance
 
     imp = {r.name: Importance(model.modality) for r in runs}
+    signed = {r.name: SignedImportance(model.modality, min_count) for r in runs}
     agree = Agreement([r.name for r in runs])
     offsets = {r.name: [0] for r in runs}
     base = {r.name: [] for r in runs}
@@ -61,6 +63,7 @@ def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap, failures
         for r, e in zip(runs, exps):
             if e is not None:
                 imp[r.name].add(e)
+                signed[r.name].add(e, data.raws[int(idx)] if model.modality is Modality.TABULAR else None)
             s = _nan_row(model, data, idx) if e is None else np.asarray(e.scores, dtype=np.float32)
             if model.modality is Modality.TEXT:
                 npz.extend(f"{r.name}.scores", s)
@@ -69,7 +72,7 @@ def _aggregate(runs, keys, indices, cache, model, data, npz, view, cap, failures
                 npz.append(f"{r.name}.scores", s)
             base[r.name].append(None if e is None else e.base_value)
         agree.add(exps)
-    return imp, agree, offsets, fragments, base
+    return imp, agree, offsets, fragments, base, signed
 
 
 def _quality(runs, keys, indices, cache, model, data, view, limit, failures=None):
@@ -178,21 +181,24 @@ def _sections(runs, keys, indices, cache, model, data, outputs, view, cap, badge
 
 
 def build(*, model, data, runs, indices, rule, limit, keys, outputs, cache, out: Path, view, max_sections, quality,
-          timings, counts, t_start, executor, failures=None):
+          timings, counts, t_start, executor, failures=None, audit=None):
     """``outputs``: the model's outputs for the selected rows, aligned with ``indices``. ``failures``:
-    {method: {str(sample index): reason}}; those entries get NaN rows and a 'failed: reason' section."""
+    {method: {str(sample index): reason}}; those entries get NaN rows and a 'failed: reason' section.
+    ``audit``: {"slices", "dependence", "min_count", "scope"}: the dataset-level section (reports.audit)."""
     from explainkit.atomic import Staging
 
     with Staging() as staged:        # npz, HTML and index are published together, or none of them
         return _build(staged, model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
                       outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
-                      timings=timings, counts=counts, t_start=t_start, executor=executor, failures=failures)
+                      timings=timings, counts=counts, t_start=t_start, executor=executor, failures=failures,
+                      audit=audit or {})
 
 
 def _build(staged, *, model, data, runs, indices, rule, limit, keys, outputs, cache, out: Path, view, max_sections,
-           quality, timings, counts, t_start, executor, failures):
+           quality, timings, counts, t_start, executor, failures, audit):
     import json
 
+    from explainkit.reports.audit import audit_section
     from explainkit.reports.result import Report, environment
     from explainkit.reports.stats import NpzStream, prediction_stats
     from explainkit.views import render
@@ -201,8 +207,8 @@ def _build(staged, *, model, data, runs, indices, rule, limit, keys, outputs, ca
     npz_path, json_path = out.with_suffix(".npz"), out.with_suffix(".json")
     npz = NpzStream(npz_path)
     try:
-        imp, agree, offsets, fragments, base = _aggregate(runs, keys, indices, cache, model, data, npz, view,
-                                                          max_sections, failures)
+        imp, agree, offsets, fragments, base, signed = _aggregate(
+            runs, keys, indices, cache, model, data, npz, view, max_sections, failures, audit.get("min_count", 2))
         sel_out = np.asarray(outputs)
         extra = {"indices": np.asarray(indices, dtype=np.int64),
                  "outputs": np.asarray(sel_out, dtype=np.float64)}
@@ -221,6 +227,10 @@ def _build(staged, *, model, data, runs, indices, rule, limit, keys, outputs, ca
     stats = prediction_stats(model.task, model.classes, preds, sel_out,
                              None if data.labels is None else data.labels[indices])
     timings["aggregate_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    dataset = audit_section(model, data, indices, sel_out, signed, slices=audit.get("slices"),
+                            dependence=audit.get("dependence"), scope=audit.get("scope", "selection"))
+    timings["audit_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     qual, badges = (_quality(runs, keys, indices, cache, model, data, view, QUALITY_LIMIT, failures) if quality
@@ -248,7 +258,8 @@ def _build(staged, *, model, data, runs, indices, rule, limit, keys, outputs, ca
                          failures)
     # streamed into an exclusively created temp file (mkstemp, beside `out`), fsynced, renamed at publish()
     with staged.open(out, "w", encoding="utf-8") as f:
-        render.template("report.html", search=[TEMPLATES]).stream(**summary, sections=sections).dump(f)
+        render.template("report.html", search=[TEMPLATES]).stream(**summary, audit=dataset,
+                                                                  sections=sections).dump(f)
     timings["html_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
 
@@ -259,12 +270,22 @@ def _build(staged, *, model, data, runs, indices, rule, limit, keys, outputs, ca
                                                                              "agreement_mean": agree.mean()},
                   "arrays": _array_doc(runs, model, data), "cache_dir": str(cache.root.resolve()),
                   "indices": [int(i) for i in indices], "keys": {r.name: keys[m] for m, r in enumerate(runs)},
-                  "sections": min(max_sections, len(indices)), "quality": qual, "failures": failures or {}})
+                  "sections": min(max_sections, len(indices)), "quality": qual, "failures": failures or {},
+                  "audit": _audit_doc(dataset)})
     staged.write(json_path, json.dumps(index, indent=1, sort_keys=False, default=str))
     staged.publish()
     summary["agreement_mean"] = agree.mean()
     return Report(out, index, summary)
 
+
+def _audit_doc(dataset: dict) -> dict:
+    """The dataset-level numbers for the JSON index (the pictures stay in the HTML)."""
+    whole = {k: v for k, v in dataset["whole"].items() if k != "residuals"}
+    imp = []
+    for m in dataset["importance"]:
+        groups = [{k: v for k, v in g.items() if k in ("target", "n", "words", "table")} for g in m["groups"]]
+        imp.append({"method": m["method"], "n": m["n"], "groups": groups})
+    return {"whole": whole, "slices": dataset["slices"], "importance": imp}
 
 
 def _array_doc(runs, model, data) -> dict:

@@ -197,7 +197,8 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
            out="report.html", workers: int = 1, executor="local", address=None, cache_dir=None,
            quality: bool | None = None, view="signed", max_sections: int = MAX_SECTIONS, batch_size: int = BATCH_SIZE,
            progress: bool = True, on_progress=None, client=None, registry=None, prompts=None, target=None,
-           units="words", max_new_tokens: int = 16, contrast=None, n_random: int = 8) -> "Report":
+           units="words", max_new_tokens: int = 16, contrast=None, n_random: int = 8, slices=None,
+           dependence=None, min_count: int = 2, audit: str = "selection") -> "Report":
     """Explain a selection of samples with several methods and write a self-contained HTML report.
 
     ``model``: a model adapter (``ek.load_sample``, ``ek.load``, ``ek.wrap``). ``data``: a Dataset, or None
@@ -211,6 +212,12 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
     A language model (``lm = ek.load_sample("smollm2-135m")``) takes ``prompts=[...]`` instead of data, and
     the generation inputs ``target``, ``units``, ``max_new_tokens``, ``contrast`` and ``n_random`` (random
     orders for the trust badge); see :mod:`explainkit.reports.generation`: one section per prompt.
+
+    The dataset-level section: ``audit`` = 'selection' (confusion and slices over every selected sample, no
+    extra predictions) or 'data' (every row of ``data``, predicted once in batches); ``slices`` = {name: spec} (see
+    :mod:`explainkit.views.aggregate`; default: by class, confidence band, text length or a feature's range),
+    ``dependence`` = a tabular feature (or a (feature, colour-by) pair) for the dependence plot, ``min_count``
+    = how often a word must occur for its mean signed score to be listed.
     """
     from explainkit.data import datasets
     from explainkit.models.adapter import ModelAdapter
@@ -238,6 +245,11 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"workers must be a positive integer; got {workers!r}.", "pass --workers 1 or more.")
     runs = _methods(methods, model, seed, registry)
+    from explainkit.reports.audit import check_dependence, check_scope
+    from explainkit.views.aggregate import SignedImportance, check_slices
+    audit = {"slices": None if slices is None else check_slices(slices), "min_count": min_count,
+             "dependence": check_dependence(dependence, model.feature_names), "scope": check_scope(audit)}
+    SignedImportance(model.modality, min_count)           # one clear error for a bad min_count, before any work
     if not isinstance(batch_size, int) or batch_size < 1 or not isinstance(max_sections, int) or max_sections < 0:
         raise ParameterError("batch_size must be >= 1 and max_sections >= 0.", "pass batch_size=8, max_sections=100.")
     t = time.perf_counter()
@@ -251,10 +263,12 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
         raise DataError(f"The data is {data.modality.value} but the model takes {model.modality.value}.",
                         "pass data of the model's modality.")
     timings["load_data_s"] = time.perf_counter() - t
+    from explainkit.reports.audit import try_slices
+    try_slices(model, data, audit["slices"])
     from explainkit.atomic import output_lock
 
     with output_lock(out):           # <out>.lock: runs into the same --out take turns, never share a file
-        fingerprint = _fingerprint(model, data, runs, select, limit, view, max_sections, quality)
+        fingerprint = _fingerprint(model, data, runs, select, limit, view, max_sections, quality, audit)
         current = _up_to_date(out, fingerprint, t_start, timings)
         if current is not None:          # nothing changed since the last complete run: nothing to redo
             return current
@@ -308,7 +322,8 @@ def report(model, data=None, methods=("integrated_gradients",), *, select="all",
         rep = build(model=model, data=data, runs=runs, indices=indices, rule=rule, limit=limit, keys=keys,
                      outputs=outputs, cache=cache, out=out, view=view, max_sections=max_sections, quality=quality,
                      timings=timings, counts=counts, t_start=t_start, failures=failures,
-                     executor={"executor": str(executor), "workers": int(workers), "address": address})
+                     executor={"executor": str(executor), "workers": int(workers), "address": address},
+                     audit=audit)
         _seal(rep, fingerprint)
         return rep
 
@@ -331,7 +346,17 @@ def _generation(model, data, prompts, methods, out, *, seed, quality, registry, 
                                  registry=registry, **kw)
 
 
-def _fingerprint(model, data, runs, select, limit, view, max_sections, quality) -> str:
+def _spec_key(spec):
+    """A slice spec as JSON: a predicate by its code, constants and closure (so an edited lambda rebuilds)."""
+    if not callable(spec):
+        return spec
+    code = getattr(spec, "__code__", None)
+    cells = [repr(c.cell_contents) for c in (getattr(spec, "__closure__", None) or ())]
+    return [getattr(spec, "__qualname__", repr(spec)), None if code is None else code.co_code.hex(),
+            None if code is None else repr(code.co_consts), cells]
+
+
+def _fingerprint(model, data, runs, select, limit, view, max_sections, quality, audit=None) -> str:
     """What a report depends on: model weights, every input and label, selection, methods and options."""
     import hashlib
 
@@ -339,7 +364,10 @@ def _fingerprint(model, data, runs, select, limit, view, max_sections, quality) 
     h.update(json.dumps({"model": model.weights_hash(), "select": str(select), "limit": limit,
                          "methods": [[r.name, r.params, r.seed, r.versions] for r in runs],
                          "view": str(view), "sections": max_sections, "quality": bool(quality),
-                         "format": "explainkit-report/1"}, sort_keys=True, default=str).encode())
+                         "format": "explainkit-report/1", "audit": {
+                             **(audit or {}), "slices": None if not (audit or {}).get("slices") else
+                             {k: _spec_key(v) for k, v in audit["slices"].items()}}},
+                        sort_keys=True, default=str).encode())
     for raw in data.raws:
         h.update(raw.encode("utf-8") if isinstance(raw, str) else np.ascontiguousarray(raw).tobytes())
     if data.labels is not None:

@@ -17,6 +17,7 @@ from explainkit.enums import Task
 from explainkit.errors import ExplainKitError, InputError, NotApplicableError, TargetError, UnknownNameError
 from explainkit.views import state as st
 from explainkit.views import widgets as views
+from explainkit.views.audit import AuditPanel
 from explainkit.views.panels import _ENV, _T, PanelsMixin
 from explainkit.views.widgets import (
     build_attention_panel,
@@ -129,6 +130,7 @@ class Dashboard(PanelsMixin, W.VBox):
         self.status = W.HTML("")
         self.status.add_class("ek-status")
         self._wire()
+        self.audit = AuditPanel(self)          # the dataset-level audit (explainkit.views.audit)
         self._show_form(default)
 
     def _layout(self):
@@ -141,7 +143,7 @@ class Dashboard(PanelsMixin, W.VBox):
         for box in (left, right):
             box.add_class("ek-card")
         rows = [self.header, W.HBox([left, right], layout=W.Layout(width="100%", align_items="flex-start")),
-                self.c.panel]
+                self.c.panel, self.audit.panel]
         if self.a is not None:
             rows.append(self.a.panel)
         return rows
@@ -318,6 +320,7 @@ class Dashboard(PanelsMixin, W.VBox):
 
         def done(exp):
             self.cache.put(key, exp)
+            self.audit.add(exp)                # signed global importance grows as explanations arrive
             self.last_error = None             # a success clears the previous failure
             try:
                 if vkey == self.view_key:

@@ -119,6 +119,7 @@ class Browser:
         self.search = ""
         self.sort = SortKey.INDEX
         self.page = 0
+        self.subset: np.ndarray | None = None     # a boolean mask from the audit panel (cell, region, slice)
         self._indices: np.ndarray | None = None
 
     def set(self, **changes) -> None:
@@ -126,7 +127,13 @@ class Browser:
         for k, v in changes.items():
             if not hasattr(self, k) or k.startswith("_") or k in ("preds", "page"):
                 raise InputError(f"Unknown browser setting {k!r}.",
-                                 "use true_class, pred_class, correctness, conf_range, search, sort or page_size.")
+                                 "use true_class, pred_class, correctness, conf_range, search, sort, subset "
+                                 "or page_size.")
+            if k == "subset" and v is not None:
+                v = np.asarray(v, dtype=bool)
+                if v.shape != (len(self.preds),):
+                    raise InputError(f"subset has shape {v.shape}; the data has {len(self.preds)} samples.",
+                                     "pass one True/False per sample, or None for all.")
             if k == "correctness":
                 v = Correctness(v)
             if k == "sort":
@@ -144,7 +151,7 @@ class Browser:
 
     def _compute(self) -> np.ndarray:
         p = self.preds
-        keep = np.ones(len(p), dtype=bool)
+        keep = np.ones(len(p), dtype=bool) if self.subset is None else self.subset.copy()
         if self.true_class is not None and p.labels is not None:
             keep &= np.asarray(p.labels) == self.true_class
         if self.pred_class is not None and p.task is Task.CLASSIFICATION:
