@@ -64,6 +64,8 @@ def test_a_parameter_that_does_not_apply_is_one_error_naming_it_and_the_modality
     full = spec.validate_params({"n_samples": 100}, model=breast_cancer)
     assert full["n_samples"] == 100 and full["patch_size"] == 4       # the plugin still gets every keyword
     assert spec.validate_params({"patch_size": 8})["patch_size"] == 8   # without a model: the old contract
+    # at its default a parameter that does not apply is the same as left out: trust re-runs pass full dicts
+    assert spec.validate_params(full, model=breast_cancer) == full
 
 
 def test_cli_param_check_refuses_what_does_not_apply(breast_cancer, mnist_cnn):

@@ -26,7 +26,7 @@ def cli_explain(args) -> int:
     gen = generation_options(args, model)
     params = parse_params(args.param)
     entry = registry().get(default_methods(model, args.method), model)     # a name or an alias
-    params = entry.spec.validate_params(params)       # strings from the CLI are coerced here
+    params = entry.spec.validate_params(params, model=model)       # strings from the CLI are coerced here
     if getattr(model, "generates", False):
         if args.prompt is None:
             raise ParameterError(f"{model.name!r} is a language model: explain needs the prompt.",

@@ -200,7 +200,7 @@ def run_generation(name, model, samples, target, *, seed, reg, entry, params):
                                  "choose one of: " + ", ".join(gen) + ".")
     gen_args = {"units": params.pop("units", "words"), "max_new_tokens": params.pop("max_new_tokens", 16),
                 "contrast": params.pop("contrast", None)}
-    values = spec.validate_params(params)
+    values = spec.validate_params(params, model=model)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ParameterError(f"seed must be an integer; got {seed!r}.", "pass seed=0 (or any int).")
     prompts = [s.raw if hasattr(s, "raw") else s for s in samples]

@@ -55,7 +55,7 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
     if getattr(model, "generates", False):        # a language model: prompts, units, answers
         from explainkit.plugins.generation import run_generation
         return run_generation(name, model, samples, target, seed=seed, reg=reg, entry=entry, params=params)
-    values = spec.validate_params(params)
+    values = spec.validate_params(params, model=model)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ParameterError(f"seed must be an integer; got {seed!r}.", "pass seed=0 (or any int).")
     samples = [model.prepare(s) for s in samples]

@@ -70,6 +70,13 @@ def _applies_to(value):
     return tuple(sorted({Modality.parse(m) for m in items}, key=lambda m: m.value))
 
 
+def _is_default(p: "Param", value) -> bool:
+    try:
+        return p.validate(value) == p.default
+    except ParameterError:
+        return False
+
+
 @dataclass(frozen=True)
 class Param:
     """One explainer parameter: its type, default, allowed range or choices, and help text.
@@ -320,7 +327,9 @@ class ExplainerSpec:
         if unknown:
             raise ParameterError(f"{self.name} has no parameter(s) {unknown}.",
                                  f"valid parameters: {sorted(known if fits is None else fits) or 'none'}.")
-        wrong = [n for n in params if fits is not None and n not in fits]
+        # a parameter that does not apply is refused when set; at its default it is the same as left out (the
+        # full dicts that explainkit passes around internally, e.g. for trust re-runs, hold every default)
+        wrong = [n for n in params if fits is not None and n not in fits and not _is_default(known[n], params[n])]
         if wrong:
             raise ParameterError(known[wrong[0]].why_not(model, self.name) or wrong[0],
                                  f"leave {', '.join(repr(n) for n in wrong)} out; the parameters for this model "

@@ -78,8 +78,9 @@ def _methods(methods, model, seed: int, reg=None) -> list[MethodRun]:
                                      "choose from: " + ", ".join(s.name for s in reg.applicable(model)) + ".")
         if any(r.name == name for r in runs):
             raise ParameterError(f"Method {name!r} is listed twice.", "list each method once.")
-        runs.append(MethodRun(name, entry.spec.title, entry.spec.validate_params(dict(params or {})), int(seed),
-                              entry.spec.stochastic, entry.distribution, entry.version))
+        values = entry.spec.validate_params(dict(params or {}), model=model)
+        runs.append(MethodRun(name, entry.spec.title, values, int(seed), entry.spec.stochastic, entry.distribution,
+                              entry.version))
     return runs
 
 

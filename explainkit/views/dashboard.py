@@ -24,7 +24,6 @@ from explainkit.views.widgets import (
     build_browser,
     build_compare_panel,
     build_explain_panel,
-    param_widget,
 )
 
 __all__ = ["Dashboard"]
@@ -276,7 +275,7 @@ class Dashboard(PanelsMixin, W.VBox):
     def _show_form(self, name) -> None:
         if name not in self._forms:
             spec = next(s for s in self.specs if s.name == name)
-            self._forms[name] = {p.name: param_widget(p) for p in spec.params}
+            self._forms[name] = views.param_form(spec, self.model)
             for w in self._forms[name].values():
                 w.observe(lambda ch, n=w: self._on_change("params", {n.description: ch["new"]}), names="value")
         self.e.params.children = list(self._forms[name].values()) or [W.HTML("<i class='ek-muted'>no parameters</i>")]

@@ -25,7 +25,7 @@ from explainkit.views import generation as gv
 from explainkit.views import state as st
 from explainkit.views.gen_widgets import UNITS, GenerationView
 from explainkit.views.gen_widgets import T as _T
-from explainkit.views.widgets import param_widget, set_form
+from explainkit.views.widgets import param_form, set_form
 
 __all__ = ["GenerationDashboard", "GenerationView", "is_language_model", "DEFAULT_PROMPT", "UNITS"]
 
@@ -139,7 +139,7 @@ class GenerationDashboard(W.VBox):
     def _show_form(self, name) -> None:
         if name not in self._forms:
             spec = next(s for s in self.specs if s.name == name)
-            self._forms[name] = {p.name: param_widget(p) for p in spec.params}
+            self._forms[name] = param_form(spec, self.model)
         self.params_box.children = list(self._forms[name].values()) or [
             W.HTML("<i class='ek-muted'>no parameters</i>")]
 

@@ -111,7 +111,9 @@ class PanelsMixin:
             out = []
             for k, name in enumerate(names):
                 spec = next(s for s in self.specs if s.name == name)
-                params = self.params if name == self.method else spec.defaults()
+                form = self._forms.get(name)       # the user's values where its form was opened, else defaults
+                params = ({n: w.value for n, w in form.items()} if form is not None
+                          else {p.name: p.default for p in spec.params_for(self.model)})
                 key = st.cache_key(index, name, params, target, self.seed)
                 exp = self.cache.get(key)
                 if exp is None:
