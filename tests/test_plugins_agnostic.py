@@ -190,6 +190,104 @@ def test_lime_text_keeps_the_samples_tokens(sst2_lstm):
     assert abs(e.extras["local_pred"] - e.probabilities[e.target]) < 0.25
 
 
+class _RowCounter:
+    """Counts the rows that reach a module's forward pass."""
+
+    def __init__(self, module):
+        self.rows = 0
+        self.handle = module.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _module, args):
+        self.rows += int(args[0].shape[0])
+
+
+@pytest.mark.parametrize("name,index", [("sst2-transformer", 0), ("sst2-lstm", 9)])
+def test_lime_text_dedupe_keeps_limes_numbers(load_model, load_data, name, index):
+    """Repeated masks are run once, and LIME's weights equal lime's own LimeTextExplainer on the same game
+    (each token one word, a removed token set to the padding id) that runs every copy."""
+    from lime.lime_text import LimeTextExplainer
+
+    model = load_model(name)
+    sample = model.prepare(load_data(name)[index][0])
+    m, x, pad = sample.n_units, torch.as_tensor(sample.tensor), int(model.tokenizer.pad_id)
+    counter = _RowCounter(model.module)
+    try:
+        e = explainkit.explain(model, sample, "lime", n_samples=1000, seed=3)
+        ours_rows = counter.rows
+    finally:
+        counter.handle.remove()
+
+    def classify(strings):
+        keep = torch.as_tensor(np.asarray([[w != "_" for w in s.split(" ")] for s in strings]))
+        ids = torch.where(keep, x[None], torch.full_like(x, pad)[None])
+        with torch.no_grad():
+            return model.to_output(model.forward(ids, torch.ones_like(ids, dtype=torch.bool)))
+
+    lime = LimeTextExplainer(split_expression=lambda s: s.split(" "), bow=False, mask_string="_", random_state=3)
+    ref = lime.explain_instance(" ".join(f"t{k}" for k in range(m)), classify, labels=(e.target,),
+                                num_features=10, num_samples=1000)
+    want = np.zeros(m)
+    for i, w in ref.local_exp[e.target]:
+        want[int(i)] = w
+    np.testing.assert_allclose(e.scores, want, rtol=0, atol=1e-10)
+    assert abs(e.base_value - ref.intercept[e.target]) < 1e-10
+    rs = np.random.RandomState(3)                     # LIME's masks, drawn again: each distinct one ran once
+    masks = np.ones((1000, m), bool)
+    for i, size in enumerate(rs.randint(1, m + 1, 999), start=1):
+        masks[i, rs.permutation(m)[:size]] = False
+    assert ours_rows == len(np.unique(masks, axis=0)) + 1          # + the runner's prediction of the input
+    assert m > 10 or ours_rows <= 2 ** m + 1 < 1000
+
+
+def test_predict_masked_runs_each_distinct_copy_once(sst2_transformer, mnist_cnn, load_data):
+    """Across the whole request, not per chunk: rows repeated in different chunks are run once, and every
+    row gets the output of its own copy."""
+    for model, raw, width in ((sst2_transformer, load_data("sst2-transformer")[0][0], None),
+                              (mnist_cnn, load_data("mnist-cnn")[0][0], 49)):
+        s = model.prepare(raw)
+        u = width or s.n_units
+        groups = None if width is None else (np.arange(28)[:, None] // 4) * 7 + np.arange(28)[None] // 4
+        rng = np.random.default_rng(0)
+        distinct = rng.random((6, u)) > 0.5
+        keep = distinct[rng.integers(0, 6, 40)]
+        counter = _RowCounter(model.module)
+        try:
+            out = model.predict_masked(s, keep, groups=groups, batch_size=8)     # 5 chunks of 8 rows
+        finally:
+            counter.handle.remove()
+        assert counter.rows <= 6 + (1 if width else 0)     # (+ the incremental engine's one-off check)
+        one_by_one = np.concatenate([model.predict_masked(s, k[None], groups=groups) for k in keep])
+        np.testing.assert_allclose(out, one_by_one, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method,params", [("kernel_shap", {"n_samples": 300}), ("lime", {"n_samples": 300}),
+                                           ("occlusion", {}), ("feature_ablation", {})])
+@pytest.mark.parametrize("name", ["sst2-transformer", "mnist-cnn", "breast-cancer-mlp"])
+def test_same_seed_gives_the_same_bits(load_model, load_data, name, method, params):
+    model = load_model(name)
+    raw = load_data(name)[2][0]
+    a = explainkit.explain(model, raw, method, seed=5, **params)
+    b = explainkit.explain(model, raw, method, seed=5, **params)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    assert np.isfinite(a.scores).all() and np.abs(a.scores).max() > 0
+
+
+def test_occlusion_scores_logits_as_captum_does(sst2_transformer, load_data):
+    """Torch text: windows over the padded batch, raw outputs, the same numbers as captum's Occlusion."""
+    import captum.attr as ca
+
+    raws = [load_data("sst2-transformer")[i][0] for i in (0, 9)]
+    got = explainkit.explain(sst2_transformer, raws, "occlusion", window=3, stride=2)
+    ids, extra = sst2_transformer.collate(raws)
+    targets = [e.target for e in got]
+    want = ca.Occlusion(sst2_transformer.forward).attribute(
+        ids, sliding_window_shapes=(3,), strides=(2,), baselines=int(sst2_transformer.tokenizer.pad_id),
+        target=targets, additional_forward_args=extra).detach().numpy()
+    for e, w in zip(got, want):
+        np.testing.assert_allclose(e.scores, w[:len(e.scores)], rtol=0, atol=1e-5)
+        assert e.extras["output_space"] == "logit"
+
+
 # -- black-box scikit-learn models ---------------------------------------------------------------------
 def test_black_box_linear_regression_has_known_shapley_values():
     from sklearn.linear_model import LinearRegression

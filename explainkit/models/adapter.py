@@ -280,15 +280,21 @@ class ModelAdapter:
         raise NotImplementedError
 
     def predict_masked_many(self, samples: Sequence[Sample], keeps: Sequence[np.ndarray], fills=None,
-                            batch_size: int = 512) -> list[np.ndarray]:
+                            batch_size: int = 512, *, groups=None, logits: bool = False) -> list[np.ndarray]:
         """``predict_masked`` for many samples at once: ``keeps[i]`` is ``[M_i, U_i]`` for ``samples[i]``.
 
-        ``fills`` is None or one fill per sample (None entries mean the default baseline). Returns one
-        ``[M_i, K]`` (or ``[M_i]``) array per sample. Torch models batch the masked copies of all
-        samples together and evaluate identical copies once.
+        ``fills`` and ``groups`` are None or one fill / segment map per sample (None entries mean the
+        default baseline / single pixels). Returns one ``[M_i, K]`` (or ``[M_i]``) array per sample. Torch
+        models batch the masked copies of all samples together, evaluate identical copies once, and with
+        ``logits=True`` return the raw outputs (logits) instead of probabilities.
         """
+        if logits:
+            raise ModelError(f"Model {self.name!r} is a black box: it gives probabilities or values, no logits.",
+                             "call predict_masked_many without logits=True (or wrap the torch module itself).")
         fills = [None] * len(samples) if fills is None else list(fills)
-        return [self.predict_masked(s, k, fill=f, batch_size=batch_size) for s, k, f in zip(samples, keeps, fills)]
+        groups = [None] * len(samples) if groups is None else list(groups)
+        return [self.predict_masked(s, k, groups=g, fill=f, batch_size=batch_size)
+                for s, k, f, g in zip(samples, keeps, fills, groups)]
 
     def unit_mask(self, sample: Sample, keep: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Expand per-unit keep flags ``[M,U]`` to the human-unit layout (pixels ``[M,H,W]``)."""

@@ -40,7 +40,7 @@ from explainkit.data.samples import Sample
 from explainkit.data.tokenizer import Encoding
 from explainkit.enums import Modality, Task
 from explainkit.errors import InputError, MissingDependencyError, ModelError, ShapeError
-from explainkit.models.torch_model import TorchModel, _as_keep, _unique_rows
+from explainkit.models.torch_model import TorchModel
 
 __all__ = ["HFModel", "HFTokenizer", "hf_kind", "wrap_hf", "INSTALL"]
 
@@ -325,50 +325,30 @@ class HFModel(TorchModel):
                 handle.remove()
         return self._logits(out)
 
-    def _predict_masked_chunk(self, sample, keep, groups, fill):
-        return self.predict_masked_many([sample], [keep], fills=[fill])[0]
-
-    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int | None = None):
-        """Masked copies ``[M,T]`` per sample (1 keeps a token, 0 puts the fill); special tokens are always kept."""
+    def _masked_setup(self, sample, keep, fill, groups):
+        """Masked copies ``[M,T]`` (1 keeps a token, 0 puts the fill); special tokens are always kept."""
         import torch
 
-        samples = [self.prepare(s) for s in samples]
-        fills = [None] * len(samples) if fills is None else list(fills)
-        keeps = [_as_keep(k) for k in keeps]
-        if len(keeps) != len(samples) or not samples:
-            raise InputError(f"{len(keeps)} keep masks for {len(samples)} samples.", "pass one [M, U] mask per sample.")
-        width = max(int(s.tensor.shape[0]) for s in samples)
-        ids_rows, mask_rows, sp_rows, inverse, offset = [], [], [], [], 0
-        for s, k, f in zip(samples, keeps, fills):
-            x = torch.as_tensor(s.tensor)
-            n = int(x.shape[0])
-            if k.shape[1] != n:
-                raise ShapeError(f"A keep mask has {k.shape[1]} columns for a sample of {n} tokens.",
-                                 f"pass masks of shape [M, {n}] (one column per token, sample.n_units).")
-            fill_id = int(self.tokenizer.pad_id if f is None else f)
-            special = self._special_flags(s)
-            k = (k > 0.5) if k.dtype != np.bool_ else k.copy()
-            k[:, special] = True
-            active = (x.numpy() != fill_id) & ~special
-            first, inv = _unique_rows(k[:, active])
-            inverse.append(inv + offset)
-            offset += len(first)
-            k = torch.from_numpy(np.ascontiguousarray(k[first]))
-            ids = torch.full((len(k), width), self.tokenizer.pad_id, dtype=torch.long)
-            ids[:, :n] = torch.where(k, x[None], torch.full_like(x, fill_id)[None])
-            m = torch.zeros((len(k), width), dtype=torch.bool)
-            m[:, :n] = True
-            sp = torch.full((len(k), width), -1, dtype=torch.long)
-            sp[:, :n] = torch.where(torch.from_numpy(special), x, torch.full_like(x, -1))[None]
-            ids_rows.append(ids)
-            mask_rows.append(m)
-            sp_rows.append(sp)
-        dev = self.device
-        out = self.predict_tensor(torch.cat(ids_rows).to(dev), torch.cat(mask_rows).to(dev),
-                                  torch.cat(sp_rows).to(dev), batch_size=batch_size)
-        out = out[np.concatenate(inverse)]
-        bounds = np.cumsum([0] + [len(k) for k in keeps])
-        return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        x = torch.as_tensor(sample.tensor)
+        n = int(x.shape[0])
+        if keep.shape[1] != n:
+            raise ShapeError(f"A keep mask has {keep.shape[1]} columns for a sample of {n} tokens.",
+                             f"pass masks of shape [M, {n}] (one column per token, sample.n_units).")
+        fill_id = int(self.tokenizer.pad_id if fill is None else fill)
+        special = self._special_flags(sample)
+        k = (keep > 0.5) if keep.dtype != np.bool_ else keep.copy()
+        k[:, special] = True
+        return x, torch.full_like(x, fill_id), k, (x.numpy() != fill_id) & ~special
+
+    def _masked_rows(self, sample, x, base, k, groups, width) -> tuple:
+        """``(ids, mask, specials)`` for keep rows ``k``: the special tokens' ids, -1 elsewhere."""
+        import torch
+
+        ids, mask = super()._masked_rows(sample, x, base, k, groups, width)
+        n = int(x.shape[0])
+        sp = torch.full((len(k), width), -1, dtype=torch.long)
+        sp[:, :n] = torch.where(torch.from_numpy(self._special_flags(sample)), x, torch.full_like(x, -1))[None]
+        return ids, mask, sp
 
     # -- attention --------------------------------------------------------------------------------
     def _attention_weights(self, ids, mask, specials=None):

@@ -10,10 +10,12 @@ from explainkit.concurrency import MODEL_LOCK
 from explainkit.data.photos import is_large
 from explainkit.data.samples import Sample
 from explainkit.enums import Capability, Modality, Task
-from explainkit.errors import InputError, ModelError
+from explainkit.errors import InputError, ModelError, ShapeError
 from explainkit.models.adapter import ModelAdapter, _softmax
+from explainkit.models.masked import as_keep, binary, plan, run_plan, unique_rows
 
 __all__ = ["TorchModel"]
+_as_keep, _unique_rows = as_keep, unique_rows      # the names other modules imported before
 
 INCREMENTAL_MIN_COPIES = 8      # distinct masked copies per sample before incremental inference pays
 INCREMENTAL_ROWS_PER_CALL = 2048
@@ -208,8 +210,9 @@ class TorchModel(ModelAdapter):
         self._channels_last = True
         return out
 
-    def predict_tensor(self, inputs, *extra, batch_size: int | None = None) -> np.ndarray:
-        """Batched no-grad prediction on model-ready tensors: probabilities or values."""
+    def predict_tensor(self, inputs, *extra, batch_size: int | None = None, logits: bool = False) -> np.ndarray:
+        """Batched no-grad prediction on model-ready tensors: probabilities or values (``logits=True``: the
+        raw outputs ``[N,K]``, as float64)."""
         import torch
 
         batch_size = int(batch_size or self.eval_batch_size)
@@ -217,8 +220,11 @@ class TorchModel(ModelAdapter):
         with MODEL_LOCK, torch.no_grad():
             for i in range(0, inputs.shape[0], batch_size):
                 sl = slice(i, i + batch_size)
-                outs.append(self.to_output(self._forward_eval(inputs[sl], *[e[sl] for e in extra])))
+                outs.append(self._output(self._forward_eval(inputs[sl], *[e[sl] for e in extra]), logits))
         return np.concatenate(outs, axis=0)
+
+    def _output(self, raw_out, logits: bool) -> np.ndarray:
+        return raw_out.detach().cpu().double().numpy() if logits else self.to_output(raw_out)
 
     def baseline_tensor(self, sample: Sample):
         """The default 'absent' input for a sample: black image, all-pad tokens, training-mean row."""
@@ -231,81 +237,98 @@ class TorchModel(ModelAdapter):
             return torch.full_like(t, int(self.tokenizer.pad_id))
         return torch.zeros_like(t) if self.standardize else torch.zeros_like(t)
 
-    def _predict_masked_chunk(self, sample, keep, groups, fill):
-        import torch
+    def predict_masked(self, sample, keep, groups=None, fill=None, batch_size: int = 256) -> np.ndarray:
+        """See :meth:`ModelAdapter.predict_masked`; each distinct copy is run once over the whole ``keep``
+        (not once per chunk), and at most ``batch_size`` copies are built at a time."""
+        keep = as_keep(keep)
+        return self.predict_masked_many([sample], [keep], fills=[fill], groups=[groups], build_rows=batch_size)[0]
 
-        m = len(keep)
-        if self.modality is Modality.TEXT:
-            ids = torch.as_tensor(sample.tensor).unsqueeze(0).repeat(m, 1)
-            k = torch.from_numpy(keep > 0.5)
-            fill_id = int(self.tokenizer.pad_id if fill is None else fill)
-            ids = torch.where(k, ids, torch.full_like(ids, fill_id))
-            mask = torch.ones_like(ids, dtype=torch.bool)
-            return self.predict_tensor(ids.to(self.device), mask.to(self.device))
-        x = torch.as_tensor(sample.tensor).unsqueeze(0)
-        base = self.baseline_tensor(sample).unsqueeze(0) if fill is None else \
-            torch.as_tensor(np.asarray(fill, dtype=np.float32)).reshape((1,) + tuple(x.shape[1:]))
-        if self.modality is Modality.IMAGE:
-            km = torch.from_numpy(self.unit_mask(sample, keep, groups).astype(np.float32)).unsqueeze(1)
-        else:
-            km = torch.from_numpy(keep.astype(np.float32))
-        xs = km * x + (1 - km) * base
-        return self.predict_tensor(xs.to(self.device))
-
-    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int | None = None):
+    def predict_masked_many(self, samples, keeps, fills=None, batch_size: int | None = None, *, groups=None,
+                            logits: bool = False, build_rows: int | None = None):
         """Batched ``predict_masked`` over many samples; identical masked copies are evaluated once.
 
         Two masks of a sample give the same input when they differ only on units already equal to
-        the fill, so only distinct copies are built and run (in batches of ``batch_size`` rows).
-        Boolean masks (keep/remove) take a faster path than fractional float ones.
+        the fill, so only distinct copies are built and run (see :mod:`explainkit.models.masked`), in
+        forward passes of ``batch_size`` rows (default: ``eval_batch_size``). ``groups`` gives one segment
+        map (or None) per image sample; ``logits=True`` returns raw outputs ``[M,K]`` (logits, ``[M,1]``
+        for regression) instead of probabilities or values. Boolean (or 0/1) masks take a faster path than
+        fractional float ones.
         """
         import torch
 
         samples = [self.prepare(s) for s in samples]
-        fills = [None] * len(samples) if fills is None else list(fills)
-        keeps = [_as_keep(k) for k in keeps]
-        if len(keeps) != len(samples) or not samples:
-            raise InputError(f"{len(keeps)} keep masks for {len(samples)} samples.", "pass one [M, U] mask per sample.")
+        n = len(samples)
+        fills = [None] * n if fills is None else list(fills)
+        groups = [None] * n if groups is None else list(groups)
+        keeps = [as_keep(k) for k in keeps]
+        if len(keeps) != n or not samples or len(fills) != n or len(groups) != n:
+            raise InputError(f"{len(keeps)} keep masks, {len(fills)} fills and {len(groups)} segment maps for {n} "
+                             "samples.", "pass one [M, U] mask (and at most one fill and one segment map) per sample.")
         text = self.modality is Modality.TEXT
         width = max(int(s.tensor.shape[0]) for s in samples) if text else 0
-        rows, masks, inverse, offset = [], [], [], 0
-        for s, k, f in zip(samples, keeps, fills):
-            x = torch.as_tensor(s.tensor)
-            if text:
-                base = torch.full_like(x, int(self.tokenizer.pad_id if f is None else f))
-                active = (x != base).numpy()
-            else:
-                base = self.baseline_tensor(s) if f is None else \
-                    torch.as_tensor(np.asarray(f, dtype=np.float32)).reshape(tuple(x.shape))
-                diff = (x != base).numpy()
-                active = diff.any(axis=0).reshape(-1) if self.modality is Modality.IMAGE else diff
-            first, inv = _unique_rows(k[:, active])
-            inverse.append(inv + offset)
-            offset += len(first)
-            k = k[first]
-            if text:
-                n = int(x.shape[0])
-                ids = torch.full((len(k), width), int(self.tokenizer.pad_id), dtype=torch.long)
-                ids[:, :n] = torch.where(torch.from_numpy(k > 0.5), x[None], base[None])
-                m = torch.zeros((len(k), width), dtype=torch.bool)
-                m[:, :n] = True
-                rows.append(ids)
-                masks.append(m)
-                continue
-            km = torch.from_numpy(np.ascontiguousarray(self.unit_mask(s, k) if self.modality is Modality.IMAGE else k))
-            km = km.unsqueeze(1) if self.modality is Modality.IMAGE else km
-            rows.append(torch.where(km, x[None], base[None]) if km.dtype == torch.bool
-                        else km * x[None] + (1 - km) * base[None])
-        x = torch.cat(rows).to(self.device)
-        extra = (torch.cat(masks).to(self.device),) if text else ()
-        sizes = [len(r) for r in rows]
-        if not text and self._use_incremental(len(x), len(samples)):
-            out = self._predict_incremental(x, np.repeat(np.arange(len(rows)), sizes))
-        else:
-            out = self.predict_tensor(x, *extra, batch_size=batch_size)
-        out = out[np.concatenate(inverse)]
+        parts, inverse = plan(self, samples, keeps, fills, groups)
+        rows = sum(len(p[3]) for p in parts)
+        incremental = not text and self._use_incremental(rows, n)
+        dev = self.device
+
+        def run(tensors, owners):
+            if incremental:
+                return self._predict_incremental(tensors[0].to(dev), owners, logits=logits)
+            return self.predict_tensor(*(t.to(dev) for t in tensors), batch_size=batch_size, logits=logits)
+
+        row_bytes = 24 * width if text else 4 * int(torch.as_tensor(samples[0].tensor).numel())
+        out = run_plan(parts, lambda p, k: self._masked_rows(p[0], p[1], p[2], k, p[4], width), run,
+                       row_bytes, build_rows)[inverse]
         bounds = np.cumsum([0] + [len(k) for k in keeps])
         return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _masked_units(self, sample, groups) -> int:
+        if self.modality is Modality.IMAGE:
+            return int(np.asarray(groups).max()) + 1 if groups is not None else int(np.prod(sample.image.shape[:2]))
+        return int(sample.tensor.shape[0])
+
+    def _masked_setup(self, sample, keep, fill, groups):
+        """``(x, fill tensor, keep [M,U], active units [U])`` for one sample's masked copies."""
+        import torch
+
+        x = torch.as_tensor(sample.tensor)
+        u = self._masked_units(sample, groups)
+        if keep.shape[1] != u:
+            what = "segments" if groups is not None else {Modality.IMAGE: "pixels", Modality.TEXT: "tokens"}.get(
+                self.modality, "features")
+            raise ShapeError(f"A keep mask has {keep.shape[1]} columns for a sample of {u} {what}.",
+                             f"pass masks of shape [M, {u}] (one column per unit).")
+        if self.modality is Modality.TEXT:
+            base = torch.full_like(x, int(self.tokenizer.pad_id if fill is None else fill))
+            return x, base, (keep > 0.5) if keep.dtype != np.bool_ else keep, (x != base).numpy()
+        base = self.baseline_tensor(sample) if fill is None else \
+            torch.as_tensor(np.broadcast_to(np.asarray(fill, dtype=np.float32), tuple(x.shape)).copy())
+        diff = (x != base).numpy()
+        if self.modality is not Modality.IMAGE:
+            return x, base, binary(keep), diff
+        active = diff.any(axis=0).reshape(-1)
+        if groups is not None:
+            g = np.asarray(groups).reshape(-1)
+            active = np.bincount(g, weights=active, minlength=u) > 0
+        return x, base, binary(keep), active
+
+    def _masked_rows(self, sample, x, base, k, groups, width) -> tuple:
+        """The model-ready copies of ``sample`` for keep rows ``k``, and their extra forward arguments."""
+        import torch
+
+        if self.modality is Modality.TEXT:
+            n = int(x.shape[0])
+            ids = torch.full((len(k), width), int(self.tokenizer.pad_id), dtype=torch.long)
+            ids[:, :n] = torch.where(torch.from_numpy(np.ascontiguousarray(k)), x[None], base[None])
+            mask = torch.zeros((len(k), width), dtype=torch.bool)
+            mask[:, :n] = True
+            return ids, mask
+        km = self.unit_mask(sample, k, groups) if self.modality is Modality.IMAGE else k
+        km = torch.from_numpy(np.ascontiguousarray(km))
+        km = km.unsqueeze(1) if self.modality is Modality.IMAGE else km
+        if km.dtype == torch.bool:
+            return (torch.where(km, x[None], base[None]),)
+        return (km * x[None] + (1 - km) * base[None],)
 
     # -- incremental inference of masked copies ----------------------------------------------------
     @property
@@ -340,7 +363,7 @@ class TorchModel(ModelAdapter):
             self._incremental = IncrementalForward.build(self.module) or False
         return self._incremental is not False
 
-    def _predict_incremental(self, x, groups) -> np.ndarray:
+    def _predict_incremental(self, x, groups, logits: bool = False) -> np.ndarray:
         """Outputs for copies ``x`` of the samples in ``groups``, in calls of at most 2,048 copies or
         256 MiB of them (a cut inside a sample only makes the next copy a root)."""
         import torch
@@ -354,9 +377,9 @@ class TorchModel(ModelAdapter):
                     raw = engine(x[a:b], groups[a:b])
                 except Exception:  # noqa: BLE001 - an engine failure must never cost the user a result
                     self._incremental = False
-                    return self.predict_tensor(x)
+                    return self.predict_tensor(x, logits=logits)
                 if raw is None:                           # changes too spread out to gain: plain pass
-                    outs.append(self.predict_tensor(x[a:b]))
+                    outs.append(self.predict_tensor(x[a:b], logits=logits))
                     continue
                 raw = self._logits(raw)
                 if not self._incremental_checked:
@@ -365,9 +388,9 @@ class TorchModel(ModelAdapter):
                     tol = 1e-4 * (1.0 + float(ref.abs().max()))
                     if raw[:k].shape != ref.shape or float((raw[:k] - ref).abs().max()) > tol:
                         self._incremental = False           # never trust a mismatch: plain passes from now on
-                        return self.predict_tensor(x)
+                        return self.predict_tensor(x, logits=logits)
                     self._incremental_checked = True
-                outs.append(self.to_output(raw))
+                outs.append(self._output(raw, logits))
         return np.concatenate(outs, axis=0)
 
     # -- attention ---------------------------------------------------------------------------------
@@ -427,23 +450,3 @@ def _last_conv_block(module, input_shape, convs):
         if calls.get(m) == 1:
             chosen = m
     return chosen
-
-
-def _as_keep(k) -> np.ndarray:
-    """A keep mask as ``[M, U]``: boolean stays boolean, anything else becomes float32."""
-    k = np.asarray(k)
-    k = k if k.dtype == np.bool_ else k.astype(np.float32, copy=False)
-    return k.reshape(len(k) if k.ndim > 1 else 1, -1)
-
-
-def _unique_rows(key: np.ndarray):
-    """Indices of the first copy of each distinct row, and each row's index into them."""
-    key = np.ascontiguousarray(key)
-    if key.ndim != 2 or key.shape[1] == 0:
-        return np.zeros(min(len(key), 1), dtype=np.int64), np.zeros(len(key), dtype=np.int64)
-    rows = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
-    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")          # distinct rows in order of first appearance
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)

@@ -1,0 +1,276 @@
+"""``bench_agnostic.py --part throughput``: perturbation explainers against the raw forward rate and the libraries.
+
+For every sample model (tabular, image, text incl. sst2-minilm), on a short sample (Kernel SHAP's exact path:
+at most 14 units; images: 10-pixel patches, 9 units) and a long one (33-40 tokens; images: the defaults), and
+for kernel_shap, lime, occlusion and feature_ablation (the example plugin), it prints, side by side, medians
+over alternating turns (explainkit, the library, the raw forward; 15 turns under 0.25 s): wall time,
+evaluations (the masked copies the explainer asked for), evaluations per second as a fraction of the raw
+batched forward rate (``model.forward`` on 128-row batches of the sample, timed in the same turn: the
+machine's limit), the library's time and the speed ratio. The rates are taken turn by turn and the
+medians of their ratios reported (a shared machine's load changes by the minute; the raw rate at the best
+batch size among 64..512, printed after each case, is for reference).
+
+The direct calls: ``shap.KernelExplainer`` on a function building masked raw inputs (as shap's tutorials
+do); ``lime``'s explainers (text: ``LimeTextExplainer`` over the same tokens, each token one word, masked
+tokens set to the padding id, so the attributions must agree to 1e-10); captum's ``Occlusion`` and
+``FeatureAblation`` on ``model.forward`` with all windows of a sample in one pass (up to 128 rows).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import statistics
+import time
+from functools import partial
+
+import numpy as np
+
+import explainkit
+from explainkit import Modality, Task
+
+MODELS = {"diabetes-mlp": (5, None), "breast-cancer-mlp": (None, 0), "mnist-cnn": (0, 0), "mnist-mlp": (0, 0),
+          "sst2-lstm": (0, 9), "sst2-transformer": (0, 9), "sst2-minilm": (0, 9)}
+METHODS = ("kernel_shap", "lime", "occlusion", "feature_ablation")
+COARSE = 10                 # short image case: 10-pixel patches / windows (3x3 = 9 units on a digit)
+PER_EVAL = 128
+QUICK_S, QUICK_TURNS = 0.25, 15     # runs faster than this get at least this many turns
+
+
+def params_for(model, method, tag, n):
+    coarse = model.modality is Modality.IMAGE and tag == "short"
+    if method == "kernel_shap":
+        p = {"l1_reg": "none", **({"n_samples": n} if tag == "long" else {})}   # short: exact enumeration
+        return {**p, "patch_size": COARSE} if coarse else p
+    if method == "lime":
+        return {"n_samples": n, **({"patch_size": COARSE} if coarse else {})}
+    if method == "occlusion":
+        return {"window": COARSE} if coarse else {}
+    return {"patch_size": COARSE} if coarse else {}
+
+
+def raw_rate(model, sample, repeats=3) -> float:
+    """Rows per second of the bare no-grad ``model.forward`` at its best batch size (64, 128, 256 or 512)."""
+    import torch
+
+    best = 0.0
+    for batch in (64, 128, 256, 512):
+        inputs, extra = model.collate([sample] * batch)
+        with torch.no_grad():
+            model.forward(inputs, *extra)
+            t = min(_timed(lambda i=inputs, e=extra: model.forward(i, *e))[1] for _ in range(repeats))
+        best = max(best, batch / t)
+    return best
+
+
+def _forward_rate(model, sample):
+    """``rate(rows)``: rows per second of no-grad ``model.forward`` over ``rows`` copies, in 128-row batches."""
+    import torch
+
+    inputs, extra = model.collate([sample] * PER_EVAL)
+
+    def rate(rows: int) -> float:
+        passes = max(1, -(-rows // PER_EVAL))
+        with torch.no_grad():
+            t = _timed(lambda: [model.forward(inputs, *extra) for _ in range(passes)])[1]
+        return passes * PER_EVAL / t
+    return rate
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _col(model, out, target):
+    out = np.asarray(out)
+    return out[:, target] if model.task is Task.CLASSIFICATION else out.reshape(len(out))
+
+
+def _probs(model, ids, mask):
+    """Softmax (or values) of model.forward over id rows, in passes of 128 rows."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(ids), PER_EVAL):
+            out.append(model.to_output(model.forward(ids[i:i + PER_EVAL], mask[i:i + PER_EVAL])))
+    return np.concatenate(out)
+
+
+def direct_lime(model, sample, target, exp):
+    """lime called directly, on the same game (text: each token one word; masked tokens get the padding id)."""
+    from lime import lime_image, lime_tabular, lime_text
+
+    n = int(exp.extras["n_evaluations"])
+    if model.modality is Modality.TABULAR:
+        mean, sd = (np.asarray(model.standardize[k], dtype=np.float64) for k in ("mean", "std"))
+        ex = lime_tabular.LimeTabularExplainer(np.stack([mean - sd, mean + sd]), discretize_continuous=False,
+                                               random_state=0, mode="classification" if model.task is
+                                               Task.CLASSIFICATION else "regression")
+        label = target if model.task is Task.CLASSIFICATION else 1
+        return lambda: ex.explain_instance(np.asarray(sample.feature_values),
+                                           lambda r: model.predict(list(r)), labels=(label,), num_samples=n)
+    if model.modality is Modality.IMAGE:
+        from explainkit_builtins.shap_plugin import image_segments
+        ex = lime_image.LimeImageExplainer(random_state=0)
+        img = np.asarray(sample.image, dtype=np.float64)
+        seg = exp.extras["segments"]
+        return lambda: ex.explain_instance(
+            img, lambda ims: model.predict(list(np.asarray(ims)[..., 0])), labels=(target,), top_labels=None,
+            hide_color=0, num_samples=n, batch_size=256, num_features=10,
+            segmentation_fn=lambda im: image_segments(im, "patches", _patch(seg), 0))
+    import torch
+
+    m = sample.n_units
+    x = torch.as_tensor(sample.tensor)
+    pad = int(model.tokenizer.pad_id)
+
+    def classify(strings):
+        keep = torch.as_tensor(np.asarray([[w != "_" for w in s.split(" ")] for s in strings]))
+        ids = torch.where(keep, x[None], torch.full_like(x, pad)[None])
+        return _probs(model, ids, torch.ones_like(ids, dtype=torch.bool))
+
+    ex = lime_text.LimeTextExplainer(split_expression=lambda s: s.split(" "), bow=False, mask_string="_",
+                                     random_state=0)
+    doc = " ".join(f"t{k}" for k in range(m))
+    return lambda: ex.explain_instance(doc, classify, labels=(target,), num_features=10, num_samples=n)
+
+
+def _patch(seg) -> int:
+    """The patch side of a square-patch segment map."""
+    return int(np.argmax(seg[0] != 0)) or seg.shape[1]
+
+
+def lime_scores(model, res, target, n_units) -> np.ndarray:
+    label = target if model.task is Task.CLASSIFICATION else 1
+    out = np.zeros(n_units)
+    for i, w in res.local_exp[label]:
+        out[int(i)] = w
+    return out
+
+
+def direct_shap(model, sample, target, exp):
+    """shap.KernelExplainer the way its tutorials use it: a function building masked raw inputs."""
+    import shap
+
+    n = int(exp.extras["n_coalitions"])
+    m = int(exp.extras["n_units"])
+    if model.modality is Modality.TABULAR:
+        mean = np.asarray(model.standardize["mean"], dtype=np.float64)
+        ke = shap.KernelExplainer(lambda rows: _col(model, model.predict(list(rows)), target), mean[None])
+        return lambda: ke.shap_values(np.asarray(sample.feature_values), nsamples=n, l1_reg=False, silent=True)
+    if model.modality is Modality.IMAGE:
+        seg = exp.extras["segments"]
+
+        def f(z):
+            return _col(model, model.predict([sample.image * zz[seg] for zz in z]), target)   # absent: black
+    else:
+        def f(z):
+            texts = [" ".join(tok for tok, k in zip(sample.tokens, zz) if k) or "." for zz in z]
+            return _col(model, model.predict(texts), target)
+    ke = shap.KernelExplainer(f, np.zeros((1, m)))
+    return lambda: ke.shap_values(np.ones(m), nsamples=n, l1_reg=False, silent=True)
+
+
+def direct_captum(method, model, sample, target, exp):
+    """captum's Occlusion / FeatureAblation on model.forward, every window of the sample in one pass."""
+    import captum.attr as ca
+    import torch
+
+    x, extra = model.collate([sample])
+    text, image = model.modality is Modality.TEXT, model.modality is Modality.IMAGE
+    base = int(model.tokenizer.pad_id) if text else model.baseline_tensor(sample).unsqueeze(0)
+    if method == "occlusion":
+        w, s = int(exp.extras["window"]), int(exp.extras["stride"])
+        shape, strides = ((int(x.shape[1]), w, w), (int(x.shape[1]), s, s)) if image else ((w,), (s,))
+        occ = ca.Occlusion(model.forward)
+        return lambda: occ.attribute(x, sliding_window_shapes=shape, strides=strides, baselines=base, target=target,
+                                     additional_forward_args=extra, perturbations_per_eval=PER_EVAL)
+
+    def f(inp, *more):               # the example plugin scores probabilities
+        return torch.softmax(model.forward(inp, *more), -1) if model.task is Task.CLASSIFICATION else \
+            model.forward(inp, *more)
+    if image:
+        from explainkit_example.ablation import patch_groups
+        h, w_ = sample.image.shape[:2]
+        mask = torch.as_tensor(patch_groups(h, w_, int(exp.extras.get("patch_size", 2))))[None, None]
+        mask = mask.expand_as(x)
+    else:
+        mask = torch.arange(x.shape[1])[None]
+    fa = ca.FeatureAblation(f)
+    return lambda: fa.attribute(x, baselines=base, target=target if model.task is Task.CLASSIFICATION else 0,
+                                feature_mask=mask, additional_forward_args=extra, perturbations_per_eval=PER_EVAL)
+
+
+def _evaluations(exp, method, sample):
+    if "n_evaluations" in exp.extras:
+        return int(exp.extras["n_evaluations"])
+    if method == "occlusion":
+        from explainkit_builtins.occlusion import window_starts
+        w, s = int(exp.extras["window"]), int(exp.extras["stride"])
+        dims = sample.image.shape[:2] if sample.modality is Modality.IMAGE else (sample.n_units,)
+        return 1 + int(np.prod([len(window_starts(d, w, s)) for d in dims]))
+    return int(exp.extras["n_units"]) + 1
+
+
+def throughput(n: int, repeats: int, models=None) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    from explainkit.data import datasets
+
+    print(f"torch threads {torch.get_num_threads()}; {repeats} alternating turns (explainkit, library), medians; "
+          f"n_samples {n} on long samples")
+    print(f"{'model':<18}{'case':<6}{'units':>6}{'method':>17}{'evals':>6}{'ek s':>8}{'÷raw':>6}"
+          f"{'library':>17}{'lib s':>8}{'lib÷raw':>8}{'speed×':>7}{'max|Δ|':>9}")
+    misses = []
+    for name, (short, long_) in MODELS.items():
+        if models and name not in models:
+            continue
+        model = explainkit.load_sample(name)
+        data = datasets.sample_data(name)
+        for tag, idx in (("short", short), ("long", long_)):
+            if idx is None:
+                continue
+            sample = model.prepare(data[idx][0])
+            target = int(np.argmax(model.predict([sample])[0])) if model.task is Task.CLASSIFICATION else 0
+            limit = raw_rate(model, sample)
+            forward = _forward_rate(model, sample)
+            for method in METHODS:
+                p = params_for(model, method, tag, n)
+                exp = explainkit.explain(model, sample, method, **p)                  # warm-up (imports)
+                exp.extras.setdefault("patch_size", p.get("patch_size", 2))
+                if method == "kernel_shap":
+                    lib, direct = "shap", direct_shap(model, sample, target, exp)
+                elif method == "lime":
+                    lib, direct = "lime", direct_lime(model, sample, target, exp)
+                else:
+                    lib, direct = "captum", direct_captum(method, model, sample, target, exp)
+                with contextlib.redirect_stderr(io.StringIO()):
+                    ref = direct()
+                evals = _evaluations(exp, method, sample)
+                t_ek, t_lib, raw, turns = [], [], [], repeats
+                while len(t_lib) < turns:
+                    t_ek.append(_timed(partial(explainkit.explain, model, sample, method, **p))[1])
+                    with contextlib.redirect_stderr(io.StringIO()):
+                        t_lib.append(_timed(direct)[1])
+                    raw.append(forward(min(evals, 4 * PER_EVAL)))
+                    if len(t_lib) == 1 and max(t_ek[0], t_lib[0]) < QUICK_S:
+                        turns = max(turns, QUICK_TURNS)      # milliseconds: more turns, steadier medians
+                frac = statistics.median(evals / a / r for a, r in zip(t_ek, raw))
+                lib_frac = statistics.median(evals / b / r for b, r in zip(t_lib, raw))
+                t_ek, t_lib = statistics.median(t_ek), statistics.median(t_lib)
+                diff = ""
+                if method == "lime" and model.modality is Modality.TEXT:
+                    diff = f"{np.abs(exp.scores - lime_scores(model, ref, target, sample.n_units)).max():.1e}"
+                print(f"{name:<18}{tag:<6}{sample.n_units:>6}{method:>17}{evals:>6}{t_ek:>8.3f}{frac:>6.2f}"
+                      f"{lib:>17}{t_lib:>8.3f}{lib_frac:>8.2f}{t_lib / t_ek:>7.2f}{diff:>9}", flush=True)
+                if frac < 0.7 or t_lib / t_ek < 1.0:
+                    misses.append(f"{name}/{tag}/{method}")
+            print(f"{'':<24}raw forward at its best batch size {limit:.0f} rows/s ({name}, {tag})", flush=True)
+    print("÷raw = evaluations per second / raw forward rate (repeated masks are answered without a forward pass, "
+          "so it can pass 1); speed× = library time / explainkit time; max|Δ|: LIME on text against lime "
+          "on the same game.")
+    print(f"below 0.7 of the raw rate or slower than the library: {', '.join(misses) or 'none'}")
+    return 0
