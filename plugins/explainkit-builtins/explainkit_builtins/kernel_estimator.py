@@ -9,22 +9,30 @@ The game ``v: {0,1}^M -> R`` is solved by the constrained weighted regression of
   budget (``KERNEL``: its Shapley-kernel mass; ``LEVERAGE``: the same for every size, the leverage-score
   distribution of Musco & Witter 2024); a stratum whose share covers all of its coalitions is enumerated
   (no variance: shap's trick), the others are sampled without replacement and weighted by their mass.
+- **Regression adjustment** (the default, ``adjust=True``): paired Kernel SHAP is exact for games of degree
+  <= 2, so its error is the odd part of degree >= 3. :mod:`.kernel_surrogate` fits a cheap odd surrogate
+  ``g`` to the pairs (single-index powers and third-order interactions, with exact Shapley values); the
+  regression then estimates only ``v - g``, and ``g``'s values are added back (a control variate).
 - **Standard errors** by linearisation (the sandwich estimator of the constrained least squares):
   ``Cov(phi) ~ C [sum_s mu_s^2 (1 - n_s/N_s) Cov_s(h) / n_s] C`` with ``h`` a pair's moment residual
   ``(z r(z) + z' r(z')) / 2`` and ``C`` the constrained inverse of the design matrix. They are 0 when
   every stratum is enumerated (the values are then the exact Shapley values), scaled by ``P / (P - M + 1)``
-  for the fitted parameters (``P`` pairs), and infinite when ``P <= M`` (an underdetermined fit).
+  for the fitted parameters (``P`` pairs; with the surrogate, each pair's residual is scaled by its
+  ``(1 - leverage)^-1/2`` instead), and infinite when ``P <= M`` (an underdetermined fit).
 - **Stopping rule**: with a tolerance, the budget doubles (nested designs: each stratum's sample is a
   prefix of its own random stream, and every coalition is evaluated once) until the largest standard
   error is under it, or the budget cap is reached.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import kernel_surrogate
 
 __all__ = ["KERNEL", "LEVERAGE", "SAMPLERS", "Estimate", "estimate", "exact_budget"]
 
@@ -54,6 +62,17 @@ def exact_budget(m: int) -> int:
     return 2 ** m - 2
 
 
+@functools.lru_cache(maxsize=64)
+def _every_pair(m: int, k: int) -> np.ndarray:
+    """One coalition of every pair of sizes {k, M-k} (for k = M/2, those holding unit 0), read-only."""
+    combos = np.array([c for c in itertools.combinations(range(m), k) if 2 * k != m or c[0] == 0],
+                      dtype=np.int64).reshape(-1, k)
+    z = np.zeros((len(combos), m), dtype=bool)
+    np.put_along_axis(z, combos, True, axis=1)
+    z.flags.writeable = False
+    return z
+
+
 class _Stratum:
     """The pairs of coalition sizes {k, M-k}: how many there are, their kernel mass, and a nested sampler."""
 
@@ -64,10 +83,17 @@ class _Stratum:
         w = (m - 1) / (k * (m - k))                           # Shapley-kernel mass of one size
         self.mass = w if self.half else 2 * w
         self.sizes = 1 if self.half else 2
-        self.rng = np.random.default_rng([int(seed) % 2 ** 32, m, k])
+        self.seed, self._rng = int(seed) % 2 ** 32, None
         self.drawn = np.zeros((0, m), dtype=bool)
         self.keys: set = set()
         self.order, self.shuffle = None, shuffle
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """This stratum's own random stream (made on first use)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng([self.seed, self.m, self.k])
+        return self._rng
 
     def first(self, n: int) -> np.ndarray:
         """The first ``n`` distinct pairs of this stratum's random stream, one coalition of each: ``[n, M]``."""
@@ -76,10 +102,7 @@ class _Stratum:
             return self.drawn[:n]
         if self.n_pairs <= LISTED or n >= self.n_pairs:      # a shuffled list of every pair
             if self.order is None:
-                combos = np.array([c for c in itertools.combinations(range(self.m), self.k)
-                                   if not self.half or c[0] == 0], dtype=np.int64).reshape(-1, self.k)
-                z = np.zeros((len(combos), self.m), dtype=bool)
-                np.put_along_axis(z, combos, True, axis=1)
+                z = _every_pair(self.m, self.k)
                 z = z[self.rng.permutation(len(z))] if self.shuffle else z
                 if len(self.drawn):                           # a stream's draws stay first (nested designs)
                     old = {r.tobytes() for r in np.packbits(self.drawn, axis=1)}
@@ -131,7 +154,7 @@ def _allocate(strata, pairs: int, shares, floor) -> list[int]:
     return alloc
 
 
-def _solve(strata, alloc, values, m, delta):
+def _solve(strata, alloc, values, m, delta, scale=None):
     """The constrained weighted regression and its sandwich standard errors."""
     a = np.zeros((m, m))
     b = np.zeros(m)
@@ -155,6 +178,8 @@ def _solve(strata, alloc, values, m, delta):
         if n >= s.n_pairs:                                    # enumerated: no sampling variance
             continue
         h = 0.5 * (z * (y - z @ phi)[:, None] + (1 - z) * (yc - (1 - z) @ phi)[:, None])
+        if scale is not None:                                 # a fitted surrogate's leverage (HC2)
+            h *= scale[id(s)][:, None]
         fpc = 1.0 - n / s.n_pairs
         if n >= 2:
             hc = h - h.mean(axis=0)
@@ -172,9 +197,29 @@ def _solve(strata, alloc, values, m, delta):
     used = sum(n for _, n, *_ in parts)                       # pairs; m - 1 free parameters were fitted
     if cov.any() and used <= m:                               # residuals of an underdetermined fit say nothing
         return phi, np.full(m, np.inf), spread
-    dof = used / (used - (m - 1)) if cov.any() else 1.0
+    dof = used / (used - (m - 1)) if cov.any() and scale is None else 1.0
     errors = np.sqrt(np.clip(np.diag(c @ cov @ c) * dof, 0.0, None))
     return phi, errors, spread
+
+
+def _adjusted(strata, alloc, values, m, delta):
+    """The regression-adjusted estimate: :mod:`.kernel_surrogate`'s odd surrogate ``g`` is fitted to the pairs,
+    the regression estimates the residual game ``v - g`` alone, and ``g``'s exact Shapley values are added."""
+    parts = [(s, n) for s, n in zip(strata, alloc) if n]
+    z = np.concatenate([s.first(n) for s, n in parts])
+    odd = np.concatenate([0.5 * (values[id(s)][0][:n] - values[id(s)][1][:n]) for s, n in parts])
+    weight = np.concatenate([np.full(n, s.mass / n) for s, n in parts])
+    g = kernel_surrogate.fit(z, odd, weight, sum(n for s, n in parts if n < s.n_pairs))
+    if g is None:
+        return None
+    resid, scale, pos = {}, {}, 0
+    for s, n in parts:
+        y, yc = values[id(s)]
+        gz = g.values[pos:pos + n]
+        resid[id(s)], scale[id(s)] = (y[:n] - gz, yc[:n] + gz), g.scale[pos:pos + n]
+        pos += n
+    phi, errors, spread = _solve(strata, alloc, resid, m, delta - 2.0 * g.full, scale=scale)
+    return phi + g.shapley, errors, spread
 
 
 def _neyman(strata, spread, sampler: str) -> list[float]:
@@ -186,13 +231,16 @@ def _neyman(strata, spread, sampler: str) -> list[float]:
 
 
 def estimate(game, m: int, budget: int, *, seed: int = 0, sampler: str = KERNEL, tolerance: float = 0.0,
-             first_round: int = FIRST_ROUND) -> Estimate:
+             first_round: int = FIRST_ROUND, adjust: bool = True) -> Estimate:
     """Shapley values of ``game`` (``z [n,M] bool -> v(z) [n]``) from at most ``budget`` coalitions."""
-    ends = game(np.array([np.zeros(m, dtype=bool), np.ones(m, dtype=bool)]))
-    base, full = float(ends[0]), float(ends[1])
+    everything = budget // 2 >= 2 ** (m - 1) - 1         # every coalition: canonical order, seed-free bits
+    ends = np.array([np.zeros(m, dtype=bool), np.ones(m, dtype=bool)])
+    base = full = None
+    if m == 1 or everything:                              # sampled runs score the two ends with the first batch
+        out = game(ends)
+        base, full = float(out[0]), float(out[1])
     if m == 1:
         return Estimate(np.array([full - base]), np.zeros(1), base, full, 2, 0, True, 0)
-    everything = budget // 2 >= 2 ** (m - 1) - 1         # every coalition: canonical order, seed-free bits
     strata = [_Stratum(m, k, seed, shuffle=not everything) for k in range(1, m // 2 + 1)]
     values: dict = {id(s): (np.zeros(0), np.zeros(0)) for s in strata}
     budget = max(2, int(budget))
@@ -213,7 +261,12 @@ def estimate(game, m: int, budget: int, *, seed: int = 0, sampler: str = KERNEL,
         if need:
             zs = [s.first(n)[len(values[id(s)][0]):] for s, n in need]
             both = np.concatenate([np.concatenate([z, ~z]) for z in zs])
-            out = np.asarray(game(both), dtype=np.float64) - base
+            if base is None:                                  # the first batch carries the two ends
+                out = np.asarray(game(np.concatenate([both, ends])), dtype=np.float64)
+                base, full = float(out[-2]), float(out[-1])
+                out = out[:-2] - base
+            else:
+                out = np.asarray(game(both), dtype=np.float64) - base
             pos = 0
             for (s, _), z in zip(need, zs):
                 y, yc = out[pos:pos + len(z)], out[pos + len(z):pos + 2 * len(z)]
@@ -221,8 +274,12 @@ def estimate(game, m: int, budget: int, *, seed: int = 0, sampler: str = KERNEL,
                 old = values[id(s)]
                 values[id(s)] = (np.concatenate([old[0], y]), np.concatenate([old[1], yc]))
             spent += len(both)
-        phi, errors, spread = _solve(strata, alloc, values, m, full - base)
+        if base is None:                                      # pragma: no cover - round 1 always draws
+            out = game(ends)
+            base, full = float(out[0]), float(out[1])
         exact = all(n >= s.n_pairs for s, n in zip(strata, alloc))
+        adj = _adjusted(strata, alloc, values, m, full - base) if adjust and not exact else None
+        phi, errors, spread = adj if adj is not None else _solve(strata, alloc, values, m, full - base)
         if exact or r == len(rounds) or float(errors.max()) <= tolerance:
             return Estimate(phi, errors, base, full, spent, sum(2 * n for n in alloc), exact, r)
         shares = _neyman(strata, spread, sampler)
