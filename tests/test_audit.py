@@ -158,3 +158,16 @@ def test_text_importance_skips_punctuation_and_rare_words(sst2_lstm, load_data):
     assert is_punctuation("--") and is_punctuation("'") and not is_punctuation("n't") and not is_punctuation("film")
     with pytest.raises(ExplainKitError, match="min_count"):
         SignedImportance("text", min_count=0)
+
+
+def test_unlabelled_data_gets_slices_by_predicted_class(sst2_lstm, tmp_path):
+    """Texts with no labels: the default slices are by predicted class (a true-class slice would be an error)."""
+    texts = ["a gripping, beautifully acted film", "dull and far too long", "an utter mess", "warm and funny"]
+    dash = explainkit.Dashboard(sst2_lstm, datasets.from_texts(texts), methods=["saliency"], quality=False)
+    assert dash.wait(60)
+    rows = {r["name"]: r for r in dash.audit.view.slices}
+    pred = sst2_lstm.predict(texts).argmax(1)
+    for k, c in enumerate(sst2_lstm.classes):
+        assert rows[f"predicted {c}"]["n"] == int((pred == k).sum())
+        assert rows[f"predicted {c}"]["accuracy"] is None        # no labels: no accuracy, and no error
+    assert not any(n.startswith("true class") for n in rows)

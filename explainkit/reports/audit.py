@@ -232,7 +232,8 @@ def audit_section(model, data, indices, outputs, imps: dict, *, slices=None, dep
             feature = model.feature_names[int(np.argmax(absmean))]
             fvalues = np.asarray(data.raws, dtype=np.float64)[:, model.feature_names.index(feature)]
     specs = check_slices(slices) if slices is not None else default_slices(
-        model.modality, model.task, model.classes, lengths=lengths, feature=feature, values=fvalues)
+        model.modality, model.task, model.classes, lengths=lengths, feature=feature, values=fvalues,
+        labelled=labels is not None)
     rows = []
     for name, spec in specs.items():
         mask = slice_mask(name, spec, raws=data.raws, labels=labels, predicted=pred, confidence=conf,

@@ -148,12 +148,14 @@ def text_lengths(raws) -> np.ndarray:
     return np.asarray([len(str(r).split()) for r in raws], dtype=np.int64)
 
 
-def default_slices(modality: Modality, task: Task, classes, *, lengths=None, feature=None, values=None) -> dict:
-    """By class and confidence band (classifiers), text length in thirds, and one feature's range in thirds."""
+def default_slices(modality: Modality, task: Task, classes, *, lengths=None, feature=None, values=None,
+                   labelled: bool = True) -> dict:
+    """By class (true, or predicted on unlabelled data) and confidence band (classifiers), text length in
+    thirds, and one feature's range in thirds."""
     out: dict = {}
     if task is Task.CLASSIFICATION:
         for c in (classes or [])[:20]:
-            out[f"true class {c}"] = {"class": c}
+            out.update({f"true class {c}": {"class": c}} if labelled else {f"predicted {c}": {"predicted": c}})
         out[f"confidence < {LOW_CONFIDENCE:g}"] = {"confidence": [0.0, LOW_CONFIDENCE]}
         out[f"confidence {LOW_CONFIDENCE:g}-0.9"] = {"confidence": [LOW_CONFIDENCE, 0.9]}
         out["confidence ≥ 0.9"] = {"confidence": [0.9, 1.0]}

@@ -167,7 +167,8 @@ class AuditPanel:
         lengths = text_lengths(d.dataset.raws) if m.modality is Modality.TEXT else None
         feat = (m.feature_names or [None])[0] if m.modality is Modality.TABULAR else None
         vals = None if feat is None else np.asarray(d.dataset.raws, dtype=np.float64)[:, 0]
-        return {**default_slices(m.modality, m.task, m.classes, lengths=lengths, feature=feat, values=vals),
+        return {**default_slices(m.modality, m.task, m.classes, lengths=lengths, feature=feat, values=vals,
+                                 labelled=self.dash.predictions.labels is not None),
                 **self.saved}
 
     def _mask(self, name, spec) -> np.ndarray:
