@@ -7,7 +7,7 @@ difference of the attributions). Targets: perturbation explainers at >= 0.7 of t
 >= 1.0x the direct library's speed; gradient methods within 1.05x of captum's time; at most about 500
 forward passes per explainer except integrated gradients (n_steps).
 
-    python benchmarks/bench_real_models.py [--photo chelsea] [--only kernel_shap,occlusion]
+    python benchmarks/bench_real_models.py [--photo chelsea] [--only kernel_shap,occlusion] [--threads 1] [--repeats 3]
 
 Needs ``pip install 'explainkit[vision]'``. The machine may be shared: read the ratios, not the seconds.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import statistics
 import time
 import warnings
 
@@ -187,11 +188,16 @@ def main(argv=None):
     ap.add_argument("--photo", default="chelsea")
     ap.add_argument("--only", default="", help="comma-separated explainer names")
     ap.add_argument("--repeats", type=int, default=3,
-                    help="turns per explainer (plugin, then library), fastest of each kept; explainers above 100 "
-                         "evaluations run once")
+                    help="alternating turns per explainer (plugin, then library), medians reported; perturbation "
+                         "explainers above 100 evaluations run once")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default; 1: steadier on a "
+                                                           "shared machine)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model = ek.load_sample("imagenet-efficientnet-lite0")
     sample = model.prepare(read_photo(args.photo))
@@ -212,19 +218,22 @@ def main(argv=None):
     misses = 0
     for name in names:
         lib, fn = DIRECT[name]
-        # the plugin and the library take turns, fastest of each kept: a shared machine's load changes by the
-        # minute, and turns spread it over both alike
-        t_ek = t_plugin = t_lib = float("inf")
-        rows_ek = rows_lib = reps = 0
-        while reps < max(1, args.repeats if rows_ek <= 100 else 1):
+        # the plugin and the library take turns, medians kept: a shared machine's load changes by the minute,
+        # and turns spread it over both alike. Gradient methods always get --repeats turns
+        t_ek, t_plugin, t_lib = [], [], []
+        rows_ek = rows_lib = 0
+        while len(t_lib) < max(1, args.repeats if rows_ek <= 100 or name not in PERTURBATION else 1):
             counter.rows = 0
             exp, t = timed(lambda name=name: ek.explain(model, sample, name, target=target, **SAME.get(name, {})))
             rows_ek = counter.rows
-            t_ek, t_plugin = min(t_ek, t), min(t_plugin, exp.timings.get("explain_s", t))   # plugin: less the
-            counter.rows = 0                                                               # runner's prediction
+            t_ek.append(t)
+            t_plugin.append(exp.timings.get("explain_s", t))      # plugin: less the runner's prediction
+            counter.rows = 0
             with torch.enable_grad():
                 ref, t = timed(lambda fn=fn, exp=exp: fn(model, sample, target, exp))
-            rows_lib, t_lib, reps = counter.rows, min(t_lib, t), reps + 1
+            rows_lib = counter.rows
+            t_lib.append(t)
+        t_ek, t_plugin, t_lib = (statistics.median(v) for v in (t_ek, t_plugin, t_lib))
         if name in PERTURBATION:          # the raw rate next to the run too: a busy minute must not flatter it
             rate = max(rate, raw_rate(model, sample, repeats=1))
         ours = np.asarray(exp.scores, np.float64)

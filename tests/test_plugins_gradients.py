@@ -249,6 +249,45 @@ def test_internal_batch_size_does_not_change_ig(mnist_cnn, load_data):
         _close(a.scores, b.scores)
 
 
+def test_report_batched_ig_equals_per_sample(mnist_cnn, load_data):
+    """A report's chunk (8 digits, steps x samples per pass) gives each digit's own IG and completeness extras."""
+    from explainkit.plugins.runner import run_explainer
+
+    raws = _raws(load_data, "mnist-cnn", range(8))
+    batch = run_explainer("integrated_gradients", mnist_cnn, raws)
+    for raw, b in zip(raws, batch):
+        one = run_explainer("integrated_gradients", mnist_cnn, [raw])[0]
+        _close(b.scores, one.scores, tol=1e-6)
+        ulp = 1e-6 * max(1.0, abs(one.extras["output"]), abs(one.extras["baseline_output"]))     # float32 sums
+        for key in ("output", "baseline_output", "output_delta", "convergence_delta"):
+            assert b.extras[key] == pytest.approx(one.extras[key], rel=1e-5, abs=10 * ulp), key
+        assert b.base_value == pytest.approx(one.base_value, rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("family", ["sst2-transformer", "sst2-lstm"])
+def test_text_ig_completeness_costs_no_extra_forward(load_model, load_data, family):
+    """On text, f(x) and f(baseline) come from captum's own no-grad passes: the runner's prediction (N rows),
+    captum's passes on the inputs and on the baselines (N each) and the path (N x n_steps), nothing more;
+    and the completeness extras equal the outputs computed here."""
+    model = load_model(family)
+    raws = _raws(load_data, family, range(3))
+    rows = []
+    handle = model.module.register_forward_pre_hook(lambda _m, args: rows.append(int(args[0].shape[0])))
+    try:
+        exps = explainkit.explain(model, raws, "integrated_gradients", n_steps=12)
+    finally:
+        handle.remove()
+    assert sum(rows) == 3 * (1 + 2 + 12), rows
+    inputs, extra = model.collate([model.prepare(r) for r in raws])
+    targets = [e.target for e in exps]
+    fx = _target_outputs(model, inputs, extra, targets)
+    fb = _target_outputs(model, torch.full_like(inputs, int(model.tokenizer.pad_id)), extra, targets)
+    for e, x, b in zip(exps, fx, fb):
+        assert e.extras["output"] == pytest.approx(x, rel=1e-5, abs=1e-6)
+        assert e.base_value == pytest.approx(b, rel=1e-5, abs=1e-6)
+        assert e.extras["convergence_delta"] == pytest.approx(e.scores.sum() - (x - b), rel=1e-4, abs=1e-5)
+
+
 def test_zero_noise_smoothgrad_is_saliency(mnist_cnn, load_data):
     raws = _raws(load_data, "mnist-cnn", range(2))
     smooth = explainkit.explain(mnist_cnn, raws, "smoothgrad", stdevs=0.0, n_samples=3)

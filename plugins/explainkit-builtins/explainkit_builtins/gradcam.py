@@ -20,7 +20,7 @@ class GradCam(Explainer):
         if layer is None:       # the declaration requires CONV_LAYER; this guards direct calls
             raise NotApplicableError(f"gradcam needs a convolutional layer; model {model.name!r} has none.",
                                      "use a CNN, pass conv_layer= to explainkit.wrap, or choose saliency.")
-        with guarded(model):
+        with guarded(model, freeze=True):      # no graph below the layer: only its gradient is needed
             batch = Batch(model, samples, targets)
             cam = ca.LayerGradCam(model.forward, layer).attribute(
                 batch.inputs, target=batch.targets, additional_forward_args=batch.forward_args,

@@ -33,24 +33,40 @@ def captum_attr():
     return ca
 
 
+_PARTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()    # module -> (submodules, parameters)
+
+
+def _parts(module) -> tuple[tuple, tuple]:
+    """The module's submodules (not itself: the cache must not hold its key) and parameters, read once per
+    module (walking them cost 0.8 ms a call); a wrapped model's layers are fixed, as its weights_hash assumes."""
+    got = _PARTS.get(module)
+    if got is None:
+        got = _PARTS[module] = (tuple(m for m in module.modules() if m is not module), tuple(module.parameters()))
+    return got
+
+
 @contextlib.contextmanager
-def guarded(model, seed: int | None = None):
+def guarded(model, seed: int | None = None, *, freeze: bool = False):
     """Run with the module in eval mode and autograd on; restore modes, grad flags and RNG states after.
 
-    With a ``seed``, torch's and numpy's global generators are seeded inside a fork, so stochastic
-    methods are reproducible and the caller's random state is untouched.
+    With a ``seed``, torch's and numpy's global generators are seeded inside a fork (reproducible, the
+    caller's state untouched). ``freeze``: no parameter gradients meanwhile, so a layer method's forward
+    records no graph below its layer (same values).
     """
     import torch
 
     module = model.module
-    modes = [(m, m.training) for m in module.modules()]
-    flags = [(p, p.requires_grad) for p in module.parameters()]
+    subs, params = _parts(module)
+    modes = (module.training, *[m.training for m in subs])
+    flags = [p.requires_grad for p in params]
     dev = model.device
     np_state = np.random.get_state() if seed is not None else None
     try:
         with contextlib.ExitStack() as stack:
-            if any(mode for _, mode in modes):
+            if any(modes):
                 module.eval()
+            for p in params if freeze else ():
+                p.requires_grad_(False)
             stack.enter_context(torch.enable_grad())
             if dev.type == "cuda":      # cuDNN RNNs only backpropagate in training mode
                 stack.enter_context(torch.backends.cudnn.flags(enabled=False))
@@ -61,10 +77,10 @@ def guarded(model, seed: int | None = None):
                 np.random.seed(int(seed) % 2**32)
             yield
     finally:
-        for m, mode in modes:           # nn.Module.__setattr__ is slow: touch only what changed
+        for m, mode in zip((module, *subs), modes):     # nn.Module.__setattr__ is slow: touch only what changed
             if m.training != mode:
                 m.training = mode
-        for p, flag in flags:
+        for p, flag in zip(params, flags):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
         if np_state is not None:
@@ -106,13 +122,17 @@ class Batch:
         import torch
 
         with torch.no_grad():
-            out = self.model.forward(inputs, *(self.extra if extra is None else extra))
+            return self.at_targets(self.model.forward(inputs, *(self.extra if extra is None else extra)))
+
+    def at_targets(self, out) -> np.ndarray:
+        """``out[i, target_i]`` of raw outputs ``[N,K]``, as float64."""
+        import torch
+
         idx = torch.as_tensor(self.targets, device=out.device).unsqueeze(1)
         return out.gather(1, idx)[:, 0].detach().cpu().double().numpy()
 
     def outputs_of_both(self, inputs, baselines) -> tuple[np.ndarray, np.ndarray]:
-        """``outputs(inputs)`` and ``outputs(baselines)`` from one stacked forward pass (one pass instead of
-        two: 5% of IG's time on a short text)."""
+        """``outputs(inputs)`` and ``outputs(baselines)`` from one stacked forward pass (one pass, not two)."""
         import torch
 
         if tuple(baselines.shape) != tuple(inputs.shape):
@@ -120,9 +140,7 @@ class Batch:
         n = inputs.shape[0]
         with torch.no_grad():
             out = self.model.forward(torch.cat([inputs, baselines]), *[torch.cat([e, e]) for e in self.extra])
-        idx = torch.as_tensor(list(self.targets) * 2, device=out.device).unsqueeze(1)
-        both = out.gather(1, idx)[:, 0].detach().cpu().double().numpy()
-        return both[:n], both[n:]
+        return self.at_targets(out[:n]), self.at_targets(out[n:])
 
     def embeddings(self):
         """The token embeddings ``[N,T,D]`` of a text batch (no grad)."""
@@ -196,6 +214,31 @@ class EmbeddingForward:
             return self.model.forward(ids, *extra)
         finally:
             handle.remove()
+
+
+class EndPoints:
+    """``model.forward`` keeping its no-grad outputs: captum's LayerIntegratedGradients runs the model on the
+    inputs and on the baselines without grad to read the layer there; those outputs are f(x) and f(baseline),
+    so completeness costs no extra forward pass (it was 5-10% of IG on a short text)."""
+
+    def __init__(self, forward):
+        self.forward = forward
+        self.seen: list = []
+
+    def __call__(self, *args):
+        import torch
+
+        out = self.forward(*args)
+        if not torch.is_grad_enabled():
+            self.seen.append(out.detach())
+        return out
+
+    def end_points(self, batch) -> tuple:
+        """(f(x), f(baseline)) at the targets; (None, None) unless there were two no-grad calls of the batch's size."""
+        n = len(batch.samples)
+        if len(self.seen) != 2 or any(o.dim() != 2 or o.shape[0] != n for o in self.seen):
+            return None, None
+        return batch.at_targets(self.seen[0]), batch.at_targets(self.seen[1])
 
 
 class _GradientExplainer(Explainer):
@@ -290,10 +333,9 @@ class IntegratedGradients(_GradientExplainer):
                    baseline=BASELINE_DEFAULT):
         model = batch.model
         base = batch.baselines(baseline)
-        if batch.text:
-            ig = ca.LayerIntegratedGradients(model.forward, model.embedding_layer)
-        else:
-            ig = ca.IntegratedGradients(model.forward)
+        ends = EndPoints(model.forward)         # text: captum's no-grad passes on x and the baseline give f there
+        ig = ca.LayerIntegratedGradients(ends, model.embedding_layer) if batch.text else \
+            ca.IntegratedGradients(model.forward)
         # the declared parameter counts integration steps per pass; captum counts rows (steps x samples)
         # 0 = automatic: about AUTO_ROWS inputs per pass. On CPU, cache-sized passes beat one huge pass
         # (measured: 32 MNIST digits x 50 steps, 0.48 s with 4 steps per pass against 1.07 s all at once).
@@ -302,8 +344,9 @@ class IntegratedGradients(_GradientExplainer):
         attr = ig.attribute(batch.inputs, baselines=base, target=batch.targets,
                             additional_forward_args=batch.forward_args, n_steps=n_steps, method=integration,
                             internal_batch_size=rows)
-        # captum's convergence delta, computed from the two forward passes we need anyway
-        fx, fb = batch.outputs_of_both(batch.inputs, base)
+        fx, fb = ends.end_points(batch)         # captum's convergence delta, from f(x) and f(baseline)
+        if fx is None:                          # images, tabular: one stacked no-grad pass of 2N rows
+            fx, fb = batch.outputs_of_both(batch.inputs, base)
         total = attr.detach().reshape(attr.shape[0], -1).sum(dim=1).cpu().double().numpy()
         delta = total - (fx - fb)
         extras = [{"output": float(x), "baseline_output": float(b), "output_delta": float(x - b),
@@ -390,9 +433,8 @@ class GradientShap(_GradientExplainer):
         attr = ca.NoiseTunnel(inner).attribute(x, nt_type="smoothgrad", nt_samples=n_samples,
                                                stdevs=float(stdevs) * scale, draw_baseline_from_distrib=True,
                                                baselines=dist, target=batch.targets, additional_forward_args=args)
-        # E_b[f(b)] (the waterfall's base value) costs n_baselines forward passes: 20% of the run on a photo
-        # model and 10% on a 28-token text, whose views draw a map and no waterfall, so both leave it out
-        # (text views draw highlights, not a waterfall, either: tabular and small images keep it)
+        # E_b[f(b)] (the waterfall's base value) costs n_baselines forward passes: 20% of the run on a photo,
+        # 10% on a 28-token text; their views draw a map or highlights, no waterfall, so both leave it out
         photo = not batch.text and x.ndim == 4 and min(x.shape[-2:]) > 64
         base_values = None if photo or batch.text else self._expected_baseline_output(batch, fwd, dist)
         extras = [{"output_space": output_space(model), "n_baselines": int(n_baselines)}] * len(batch.samples)
