@@ -226,12 +226,18 @@ class CausalLM(ModelAdapter):
         return new
 
     def token_logprobs(self, ids: list[int], answer: list[int]) -> np.ndarray:
-        """log p(answer[a] | ids, answer[:a]) for every answer token, from one forward pass (float64)."""
+        """log p(answer[a] | ids, answer[:a]) for every answer token, from the model's own forward pass (the head
+        on every position: on fewer rows its float32 rounding differs); float64. Its cache of ``ids`` is kept
+        for :meth:`score_masked` (``lm_masking.remember``)."""
         torch = self.torch
+        ids, answer = [int(i) for i in ids], [int(a) for a in answer]
         with torch.no_grad():                       # the model's own forward pass, as a user would run it
-            logits = self.module(input_ids=torch.tensor([list(ids) + list(answer)])).logits[0]
-        lp = torch.log_softmax(logits[len(ids) - 1:len(ids) - 1 + len(answer)].double(), dim=-1)
-        return lp[torch.arange(len(answer)), torch.tensor(list(answer))].numpy()
+            out = self.module(input_ids=torch.tensor([ids + answer]), use_cache=True)
+        lp = torch.log_softmax(out.logits[0, len(ids) - 1:len(ids) - 1 + len(answer)].double(), dim=-1)
+        lp = lp[torch.arange(len(answer)), torch.tensor(answer)].numpy()
+        from explainkit.models.lm_masking import remember
+        remember(self, ids, answer, lp, getattr(out, self._cache_kw(), None))
+        return lp
 
     def _logprobs_at(self, hidden, rows, cols, answer):
         """Log-probabilities of ``answer`` tokens from hidden states at (rows, cols) positions."""
@@ -264,21 +270,28 @@ class CausalLM(ModelAdapter):
         if getattr(self, "_shared_prefix_ok", True):
             out = score_masked(self, enc, keeps, list(answer), batch_size=batch_size)
             if len(out) and not hasattr(self, "_shared_prefix_ok"):
-                self._shared_prefix_ok = self._check_shared_prefix(enc, keeps, answer, out)
+                verdict = self._check_shared_prefix(enc, keeps, answer, out)
+                if verdict is None:                  # only the copy token_logprobs scored: nothing checked yet
+                    return out
+                self._shared_prefix_ok = verdict
             if self._shared_prefix_ok:
                 return out
         seqs = sequences_of(enc, keeps)          # the plain path: one full forward pass per copy
         return np.stack([self.token_logprobs(list(s), list(answer)) for s in seqs]).reshape(len(keeps), len(answer))
 
-    def _check_shared_prefix(self, enc, keeps, answer, out) -> bool:
+    def _check_shared_prefix(self, enc, keeps, answer, out) -> bool | None:
         """Once per model: the shared-prefix path relies on the model honouring a 4-D attention mask and
         ``position_ids``; compare two of its copies with the model's own forward pass. A model that ignores
-        either would give wrong numbers silently, so it falls back to one full pass per copy, with a warning."""
+        either would give wrong numbers silently, so it falls back to one full pass per copy, with a warning.
+        None: the copies to compare were all the one ``token_logprobs`` scored (taken as is), so undecided."""
         import warnings
 
         from explainkit.models.lm_masking import sequences_of
-        seqs = sequences_of(enc, keeps)
-        rows = sorted({0, len(keeps) - 1, int(np.argmin(keeps.sum(axis=1)))})
+        seqs, known = sequences_of(enc, keeps), getattr(self, "_scored", None)
+        rows = [m for m in sorted({0, len(keeps) - 1, int(np.argmin(keeps.sum(axis=1)))})
+                if known is None or [int(i) for i in seqs[m]] != known[0]]
+        if not rows:
+            return None
         worst = max(float(np.max(np.abs(self.token_logprobs(list(seqs[m]), list(answer)) - out[m]))) for m in rows)
         if worst <= 1e-4 * max(1.0, float(np.max(np.abs(out[rows])))):
             return True

@@ -15,9 +15,19 @@ its own positions (``position_ids``), right-padded, under a 4-D mask that hides 
 from it (causal attention never reads a pad that follows the answer). Where to split the copies into batches
 is chosen by dynamic programming for the fewest computed positions, padding included and a forward pass
 counted as ``_PASS_TOKENS`` positions of fixed overhead; rows are capped by the activation memory budget.
-The language-model head runs on the answer positions only, in float64 after the float32 projection.
+The language-model head runs on the answer positions only, in float64 after the float32 projection; a row's
+input ends at the answer's last-but-one token (the last one predicts nothing that is scored).
+
+The copy that ``lm.token_logprobs`` scored last (every explainer's task scores the whole prompt, which is also
+feature ablation's and Shapley sampling's all-kept copy) is not computed again: its answer log-probabilities are
+taken as they are, and its cache is the first source (``remember``; forgotten when a weight changes in place).
+Scoring runs the fused SDPA attention kernel with the 4-D mask as ``attn_mask`` where the model is loaded eager
+(``_fused_attention``: restored afterwards); at one row it is no faster than eager, batched it is.
 """
 from __future__ import annotations
+
+import contextlib
+import os
 
 import numpy as np
 
@@ -60,17 +70,20 @@ def _lcp(a, b) -> int:
     return int(diff[0]) if len(diff) else n
 
 
-def plan_batches(seqs, n_answer: int, max_rows, max_batch: int = 64):
+def plan_batches(seqs, n_answer: int, max_rows, max_batch: int = 64, start: int = 0, lcp0: int = 0):
     """Batches ``(start, stop, extend, reuse)`` over ``seqs`` in order, the split chosen by dynamic programming
     to compute the fewest positions (padding and a pass's fixed cost counted). Row ``r`` of ``start:stop``
     reuses the first ``reuse[r]`` positions of the source cache and computes the rest. The source is the
     previous copy's cache (``seqs[start - 1]``), or with ``extend`` that extended to ``seqs[start]`` but its
-    last position. ``max_rows(width)`` caps the rows of a batch whose rows compute ``width`` positions."""
-    n = len(seqs)
-    lcp = [0] + [_lcp(seqs[k - 1], seqs[k]) for k in range(1, n)]
+    last position. ``max_rows(width)`` caps the rows of a batch whose rows compute ``width`` positions.
+    The first ``start`` copies are known already; ``lcp0`` positions of ``seqs[0]`` are in the source cache
+    before the first batch. A row's input is its own positions and the answer but its last token."""
+    n, n_answer = len(seqs), n_answer - 1
+    lcp = [lcp0] + [_lcp(seqs[k - 1], seqs[k]) for k in range(1, n)]
     lens = [len(s) for s in seqs]
-    best, choice = [0.0] + [float("inf")] * n, [None] * (n + 1)
-    for i in range(n):
+    best, choice = [float("inf")] * (n + 1), [None] * (n + 1)
+    best[start] = 0.0
+    for i in range(start, n):
         last = lens[i] - 1
         for extend in (False, True):
             fixed = (last - min(lcp[i], last) + _PASS_TOKENS) if extend else 0
@@ -86,7 +99,7 @@ def plan_batches(seqs, n_answer: int, max_rows, max_batch: int = 64):
                 if cost < best[j + 1]:
                     best[j + 1], choice[j + 1] = cost, (i, extend)
     plans, j = [], n
-    while j > 0:
+    while j > start:
         i, extend = choice[j]
         run, last, reuse = (lens[i] - 1 if extend else lcp[i]), lens[i] - 1, []
         for r in range(i, j):
@@ -96,6 +109,44 @@ def plan_batches(seqs, n_answer: int, max_rows, max_batch: int = 64):
         plans.append((i, j, extend, reuse))
         j = i
     return plans[::-1]
+
+
+def _weights_version(lm) -> tuple:
+    """Changes whenever a parameter is modified in place (an optimiser step, ``load_state_dict``)."""
+    return id(lm.module), sum(p._version for p in lm.module.parameters())
+
+
+def remember(lm, ids, answer, logprobs, cache) -> None:
+    """Keep the cache of ``ids`` (and the answer's log-probs) that ``lm.token_logprobs`` just computed."""
+    layers = getattr(cache, "layers", None)
+    lm._scored = None if not layers else (list(ids), list(answer), _weights_version(lm), logprobs,
+                                          [(ly.keys[:, :, :len(ids)], ly.values[:, :, :len(ids)]) for ly in layers])
+
+
+def _known_prefix(lm, seq, answer):
+    """``(cache, logprobs)`` of the sequence ``lm.token_logprobs`` scored last, if that is ``seq``: its
+    per-layer (keys, values) ``[1, H, T, D]``, and its answer log-probs if ``answer`` is the same too."""
+    got = getattr(lm, "_scored", None)
+    if got is None or got[0] != [int(i) for i in seq] or got[2] != _weights_version(lm):
+        return None, None
+    return got[4], (got[3] if got[1] == [int(a) for a in answer] else None)
+
+
+@contextlib.contextmanager
+def _fused_attention(lm):
+    """While masked copies are scored: the fused SDPA kernel instead of eager attention (no attention weights
+    are needed; the same numbers within float32 rounding), restored afterwards, under the model lock so that
+    nothing reads attention weights meanwhile. ``EXPLAINKIT_LLM_SCORING_ATTENTION=eager`` keeps eager."""
+    from explainkit.concurrency import MODEL_LOCK
+    cfg = lm.module.config
+    with MODEL_LOCK:
+        was = getattr(cfg, "_attn_implementation", None)
+        if was == "eager" and os.environ.get("EXPLAINKIT_LLM_SCORING_ATTENTION", "sdpa") == "sdpa":
+            cfg._attn_implementation = "sdpa"
+        try:
+            yield
+        finally:
+            cfg._attn_implementation = was
 
 
 def _batch_inputs(torch, seqs, i, reuse, ans, pad):
@@ -120,7 +171,9 @@ def _batch_inputs(torch, seqs, i, reuse, ans, pad):
 
 def score_masked(lm, enc, keeps, answer, batch_size=None) -> np.ndarray:
     """Token log-probabilities ``[M, A]`` of ``answer`` after the prompt with units deleted where
-    ``keeps[m, u]`` is False (see the module docstring for how the work is shared)."""
+    ``keeps[m, u]`` is False (see the module docstring for how the work is shared). A copy that
+    ``lm.token_logprobs`` has just scored (the whole prompt, as every explainer's task does) is not scored
+    again, and its cache is the first source."""
     from transformers import DynamicCache
     torch = lm.torch
     keeps = np.asarray(keeps, dtype=bool).reshape(len(keeps), -1)
@@ -128,23 +181,26 @@ def score_masked(lm, enc, keeps, answer, batch_size=None) -> np.ndarray:
     if len(keeps) == 0:
         return np.zeros((0, n_ans))
     seqs, where = _sequences(enc, keeps)
+    out = np.zeros((len(seqs), n_ans))
+    prev, known = _known_prefix(lm, seqs[0], answer)   # per layer (keys, values) [1, H, T, D] of seqs[0]
+    start, lcp0 = (1, 0) if known is not None else (0, len(seqs[0]) if prev else 0)
+    if known is not None:
+        out[0] = known
     cap = batch_size or 10 ** 9
-    plans = plan_batches(seqs, n_ans, lambda length: min(cap, lm.batch_rows(length)))
+    plans = plan_batches(seqs, n_ans, lambda length: min(cap, lm.batch_rows(length)), start=start, lcp0=lcp0)
     base, kw = lm.module.base_model, lm._cache_kw()
     head = lm.module.get_output_embeddings()
     pad = min(lm.eos_ids) if lm.eos_ids else 0
     ans = np.asarray(answer, dtype=np.int64)
-    out = np.zeros((len(seqs), n_ans))
-    prev = None                              # per layer (keys, values) [1, H, T, D] of the previous copy
     from tqdm.auto import tqdm
     bar = tqdm(plans, desc=f"{lm.name}: {len(seqs)} masked copies", unit="batch", leave=False,
                disable=None if len(plans) > 2 else True)          # a terminal only (None: off when not a tty)
-    with torch.inference_mode():
+    with _fused_attention(lm), torch.inference_mode():
         for i, j, extend, reuse in bar:
             rows, cached = j - i, max(reuse)
-            x, tails, pos, mask = _batch_inputs(torch, seqs, i, reuse, ans, pad)
+            x, tails, pos, mask = _batch_inputs(torch, seqs, i, reuse, ans[:-1], pad)
             if extend:                       # the source: the previous copy's cache grown to seqs[i][:-1]
-                first = min(_lcp(seqs[i - 1], seqs[i]) if i else 0, cached)
+                first = min(_lcp(seqs[i - 1], seqs[i]) if i else lcp0, cached)
                 src = DynamicCache()
                 for li, (k, v) in enumerate(prev if first else []):
                     src.update(k[:, :, :first], v[:, :, :first], li)
@@ -158,7 +214,7 @@ def score_masked(lm, enc, keeps, answer, batch_size=None) -> np.ndarray:
             hidden = base(input_ids=torch.from_numpy(x), attention_mask=mask, position_ids=pos, **{kw: cache},
                           use_cache=True).last_hidden_state
             r_idx = np.repeat(np.arange(rows), n_ans)
-            c_idx = np.concatenate([np.arange(len(t) - n_ans - 1, len(t) - 1) for t in tails])
+            c_idx = np.concatenate([np.arange(len(t) - n_ans, len(t)) for t in tails])
             h = hidden[torch.from_numpy(r_idx), torch.from_numpy(c_idx)]
             lp = torch.log_softmax(head(h).double(), dim=-1)
             lp = lp.gather(1, torch.from_numpy(np.tile(ans, rows)).view(-1, 1)).view(rows, n_ans)
