@@ -174,16 +174,23 @@ LM_INPUT_X_GRADIENT = ExplainerSpec(
     name="lm_input_x_gradient", aliases=("input_x_gradient",), title="Input × Gradient (language model)",
     description="Token embedding times the gradient of each answer token's log-probability, summed over "
                 "a unit's tokens. " + _G,
-    reference="Shrikumar et al. 2016", modalities={M.TEXT}, tasks=BOTH, requires={C.GRADIENTS, C.EMBEDDINGS},
+    reference="Shrikumar et al. 2016; captum LayerGradientXActivation / LLMGradientAttribution",
+    modalities={M.TEXT}, tasks=BOTH, requires={C.GRADIENTS, C.EMBEDDINGS},
     impl=f"{_PKG}.generation:InputXGradient", result=R.GENERATION)
 
 LM_INTEGRATED_GRADIENTS = ExplainerSpec(
     name="lm_integrated_gradients", aliases=("integrated_gradients",), title="Integrated Gradients (language model)",
-    description="Integrates the gradients of each answer token's log-probability along the path from zero "
-                "unit embeddings to the prompt's (the template's tokens held fixed); batched by memory. " + _G,
-    reference="Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365", modalities={M.TEXT}, tasks=BOTH,
+    description="Integrates the gradients of each answer token's log-probability along the path from the "
+                "baseline at the unit positions to the prompt's embeddings (the template's tokens held "
+                "fixed); batched by memory. " + _G,
+    reference="Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365; captum LayerIntegratedGradients / "
+              "LLMGradientAttribution", modalities={M.TEXT}, tasks=BOTH,
     requires={C.GRADIENTS, C.EMBEDDINGS}, impl=f"{_PKG}.generation:IntegratedGradients", result=R.GENERATION,
-    params=(Param("n_steps", "int", 50, min=1, max=1000, help="Path points (Gauss-Legendre)."),))
+    params=(Param("n_steps", "int", 50, min=1, max=1000, help="Path points (Gauss-Legendre)."),
+            Param("baseline", "choice", "zero", choices=("zero", "token0"),
+                  help="Where the units' path starts: 'zero' embeddings (default: no token at all), or "
+                       "'token0', the embedding of token id 0 (captum's TextTokenInput baseline; gives "
+                       "LLMGradientAttribution(LayerIntegratedGradients)'s numbers).")))
 
 LM_ATTENTION = ExplainerSpec(
     name="lm_attention", aliases=("attention",), title="Attention, last layer (language model)",

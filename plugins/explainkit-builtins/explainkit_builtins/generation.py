@@ -94,60 +94,73 @@ def _unit_matrix(task, n_tokens):
     return m
 
 
+BASELINES = ("zero", "token0")     # IG's starting point at the unit positions (the template is never moved)
+
+
 class _Gradient:
-    def _path_grads(self, model, task, answer, alphas, weights):
+    def _path_grads(self, model, task, answer, alphas, weights, baseline="zero"):
         """Sum over path points of weight x gradient of each answer token's log-prob w.r.t. the unit
-        embeddings, times (input - baseline): ``[A, T]`` per-position attributions (baseline: zero
-        embeddings at unit positions, the template's embeddings unchanged)."""
+        embeddings, times (input - baseline): ``[A, T]`` per-position attributions. ``baseline`` at the
+        unit positions: ``"zero"`` (zero embeddings) or ``"token0"`` (the embedding of token id 0, what
+        captum's ``TextTokenInput`` puts there); the template's and the answer's embeddings never move."""
         import torch
         enc = task.encoding
         ids = list(enc.ids) + list(answer)
-        n_prompt = len(enc.ids)
         emb = model.embed(ids)                                        # [T, D]
-        mask = torch.zeros(len(ids), 1)
-        mask[[p for pos in enc.unit_pos for p in pos]] = 1.0
-        delta = emb * mask
-        total = torch.zeros(len(answer), len(ids))
-        rows = model.batch_rows(len(ids), grad=True)
+        units = [p for pos in enc.unit_pos for p in pos]
+        base = emb.clone()
+        base[units] = 0.0 if baseline == "zero" else model.embed([0])[0]         # "token0"
+        delta = emb - base                                            # zero outside the units
+        total = torch.zeros(len(answer), len(ids), dtype=torch.float64)
+        rows = model.batch_rows(len(ids), grad=True)                  # path points per pass, by memory
         for i in range(0, len(alphas), rows):
             a = torch.tensor(alphas[i:i + rows], dtype=emb.dtype).view(-1, 1, 1)
             w = torch.tensor(weights[i:i + rows], dtype=emb.dtype).view(-1, 1, 1)
-            x = (emb - delta + a * delta).detach().requires_grad_(True)
+            x = (base + a * delta).detach().requires_grad_(True)
             with torch.enable_grad():
-                lp = model.logprobs_from_embeds(x, n_prompt, list(answer))   # [B, A]
+                lp = model.logprobs_from_embeds(x, len(enc.ids), list(answer))   # [B, A]
                 for k in range(len(answer)):
                     (g,) = torch.autograd.grad(lp[:, k].sum(), x, retain_graph=k + 1 < len(answer))
-                    total[k] += ((g * w).sum(0) * delta).sum(-1).detach()
-        return total.double().numpy()
+                    total[k] += ((g * w).sum(0) * delta).sum(-1).double()
+            del lp, x
+        return total.numpy()
 
-    def _explain(self, model, tasks, alphas, weights, **extras):
+    def _explain(self, model, tasks, alphas, weights, baseline="zero", extras=None):
         out = []
         for task in tasks:
-            per_pos = self._path_grads(model, task, task.answer_ids, alphas, weights)
+            per_pos = self._path_grads(model, task, task.answer_ids, alphas, weights, baseline)
             units = _unit_matrix(task, per_pos.shape[1])
             matrix = per_pos @ units
             scores = matrix.sum(0)
             if task.contrast_ids:
-                scores = scores - (self._path_grads(model, task, task.contrast_ids, alphas, weights)
+                scores = scores - (self._path_grads(model, task, task.contrast_ids, alphas, weights, baseline)
                                    @ _unit_matrix(task, len(task.encoding.ids) + len(task.contrast_ids))).sum(0)
-            out.append(_result(task, matrix, scores, **extras))
+            out.append(_result(task, matrix, scores, **(extras or {})))
         return out
 
 
 class InputXGradient(_Gradient):
-    """Embedding x gradient of each answer token's log-probability, summed over a unit's tokens."""
+    """Embedding x gradient of each answer token's log-probability, summed over a unit's tokens (captum's
+    LayerGradientXActivation on the embedding layer)."""
 
     def explain(self, model, prompts, tasks, seed=0, **_):
         return self._explain(model, tasks, [1.0], [1.0])
 
 
 class IntegratedGradients(_Gradient):
-    """Integrated gradients from zero unit embeddings (Gauss-Legendre path points, as captum's default)."""
+    """Integrated gradients (Gauss-Legendre path points, as captum's default) from ``baseline`` at the unit
+    positions: ``"zero"`` embeddings (the default: no token at all, so the scores do not depend on which
+    token the vocabulary happens to number 0), or ``"token0"``, the embedding of token id 0, captum's
+    ``TextTokenInput`` baseline (what ``LLMGradientAttribution(LayerIntegratedGradients)`` integrates from)."""
 
-    def explain(self, model, prompts, tasks, seed=0, n_steps=50, **_):
+    def explain(self, model, prompts, tasks, seed=0, n_steps=50, baseline="zero", **_):
+        if baseline not in BASELINES:
+            from explainkit.errors import ParameterError
+            raise ParameterError(f"Unknown IG baseline {baseline!r}.", f"use one of {', '.join(BASELINES)}.")
         x, w = np.polynomial.legendre.leggauss(int(n_steps))
         alphas, weights = list((x + 1) / 2), list(w / 2)
-        return self._explain(model, tasks, alphas, weights, n_steps=int(n_steps))
+        return self._explain(model, tasks, alphas, weights, baseline,
+                             extras={"n_steps": int(n_steps), "baseline": baseline})
 
 
 class _Attention:
