@@ -1,7 +1,8 @@
 """explainkit's generation explainers against captum's LLM attribution, on SmolLM2-135M-Instruct (CPU).
 
     .venv/bin/python benchmarks/bench_llm.py [--threads 1] [--reps 3] [--steps 8] [--shapley 2] [--long 36]
-                                             [--skip-ig] [--skip-rss]
+                                             [--skip-ig] [--skip-rss] [--only-gradients]
+                                             [--prompts short,long]
 
 Same model, prompt (chat-templated), target and units for both. Perturbation units: words for the ~60-token
 templated short prompt, sentences for the long one (``--long`` sentences; 36 gives ~410 templated tokens).
@@ -10,11 +11,18 @@ captum runs in its fastest honest configuration: ``TextTemplateInput`` with each
 one per answer token); its LLM wrapper takes one copy per pass (``perturbations_per_eval`` 1) and computes
 the LM head at every position; both run under no-grad. explainkit and captum runs alternate (``--reps``
 each, the order flipped every rep) and the table gives medians, since other processes share the CPU.
-IG: captum's LLMGradientAttribution(LayerIntegratedGradients) on the embedding layer (baseline token id 0 at
-every position, the template's tokens included, one IG run per answer token); explainkit's IG holds the
-template's embeddings fixed and starts the units from zero embeddings, so the numbers differ by definition.
+IG: captum's LLMGradientAttribution(LayerIntegratedGradients) on the embedding layer, one IG run per answer
+token, from ``TextTokenInput``'s baseline: token id 0 at its interpretable tokens, the others (the template)
+unchanged. Its interpretable tokens are set to exactly the units' tokens (``skip_tokens`` goes by id, and
+the system message shares ids such as "You" with the short prompt); its per-token columns are summed into
+units. explainkit runs with ``baseline="token0"`` (the same numbers; timed) and once with its default
+``"zero"`` (zero embeddings, which differ by definition). Input x gradient: captum's
+LLMGradientAttribution(LayerGradientXActivation), the same quantity.
 Rate: masked copies evaluated per second as a fraction of the raw batched forward rate (a plain forward over
 the full prompt + answer, 4 rows at once); above 1 means shared prefixes saved more than the copies cost.
+Positions: the token positions the forward passes compute (explainkit's counted by a hook, the task's own
+pass over the whole prompt included; captum's: copies x (prompt + answer)); their ratio is the speed-up if
+every position cost the same (explainkit computes the head at answer positions only and batches, so more).
 Peak RSS: IG on a ~1,000-token prompt in a fresh process, after the timings (limit 8 GiB).
 """
 from __future__ import annotations
@@ -56,6 +64,25 @@ def _captum_input(lm, prompt, units):
     return TextTemplateInput(tpl, values=values), enc
 
 
+def _captum_token_input(lm, enc):
+    """captum's ``TextTokenInput`` of the templated prompt whose interpretable tokens are exactly the units'
+    (``skip_tokens`` works by token id, and the system message shares ids such as "You" with prompts), and
+    the ``[tokens, units]`` 0/1 matrix that sums its per-token columns into explainkit's units."""
+    import torch
+    from captum.attr import TextTokenInput
+    tin = TextTokenInput(enc.templated, lm.tokenizer)
+    pos = sorted(p for u in enc.unit_pos for p in u)
+    mask = torch.zeros_like(tin.inp_tensor, dtype=torch.bool)
+    mask[0, pos] = True
+    tin.itp_mask, tin.itp_tensor = mask, tin.inp_tensor[mask].unsqueeze(0)
+    tin.values = lm.tokenizer.convert_ids_to_tokens(tin.itp_tensor[0].tolist())
+    tin.n_itp_features = len(tin.values)
+    to_units = np.zeros((len(pos), enc.n_units))
+    for u, ps in enumerate(enc.unit_pos):
+        to_units[[pos.index(q) for q in ps], u] = 1.0
+    return tin, to_units
+
+
 def _timed(f):
     t = time.perf_counter()
     out = f()
@@ -69,6 +96,19 @@ def _raw_rate(lm, enc, answer, rows=4, reps=2):
         lm.module.base_model(input_ids=x[:1])
         dts = [_timed(lambda: lm.module.base_model(input_ids=x))[1] for _ in range(reps)]
     return rows / float(np.median(dts))
+
+
+def _positions(lm, f, seen):
+    """Run ``f`` counting the token positions its forward passes compute (``seen[0]``: the last run's)."""
+    n = [0]
+    hook = lm.module.base_model.register_forward_hook(
+        lambda mod, args, kw, out: n.__setitem__(0, n[0] + (kw.get("input_ids") if kw.get("input_ids") is not None
+                                                               else args[0]).numel()), with_kwargs=True)
+    try:
+        return f()
+    finally:
+        hook.remove()
+        seen[0] = n[0]
 
 
 def _pair(reps, ours, ref):
@@ -105,6 +145,8 @@ def main():
     ap.add_argument("--long", type=int, default=36, help="sentences in the long prompt")
     ap.add_argument("--skip-ig", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--only-gradients", action="store_true", help="IG and input x gradient rows only")
+    ap.add_argument("--prompts", default="short,long", help="which prompts: short, long or both")
     ap.add_argument("--rss-child", type=int, default=0)
     a = ap.parse_args()
     import torch
@@ -113,11 +155,11 @@ def main():
         return _rss_child(a.rss_child)
     from captum.attr import (
         FeatureAblation,
+        LayerGradientXActivation,
         LayerIntegratedGradients,
         LLMAttribution,
         LLMGradientAttribution,
         ShapleyValueSampling,
-        TextTokenInput,
     )
 
     import explainkit as ek
@@ -138,40 +180,65 @@ def main():
               f"{raw:.2f} copies/s", flush=True)
         tgt = torch.tensor(answer)
         common = dict(target=TARGET, units=units)
-        ours, ref, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, method="lm_feature_ablation", **common),
+        seen, per_copy = [0], len(enc.ids) + len(answer)      # captum: one pass over prompt + answer per copy
+        ours, ref, t1, t2 = _pair(a.reps, lambda: _positions(lm, lambda: ek.explain(
+                                      lm, prompt, method="lm_feature_ablation", **common), seen),
                                   lambda: LLMAttribution(FeatureAblation(lm.module), lm.tokenizer).attribute(
                                       inp, target=tgt, forward_in_tokens=False))
         table_row(label, f"feature_ablation ({enc.n_units} {units})", t1, t2,
                   _rel(ours.matrix, ref.token_attr.detach().numpy()), (enc.n_units + 1) / t1 / raw)
+        print(f"    positions computed: captum {(enc.n_units + 1) * per_copy}, explainkit {seen[0]} (the bound "
+              f"at equal cost per position: {(enc.n_units + 1) * per_copy / seen[0]:.2f}x)", flush=True)
 
         def ref_sv():
             torch.manual_seed(0)          # captum draws its permutations from the global generator
             return LLMAttribution(ShapleyValueSampling(lm.module), lm.tokenizer).attribute(
                 inp, target=tgt, forward_in_tokens=False, n_samples=a.shapley)
-        ours, ref, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, method="lm_shapley_value_sampling", seed=0,
-                                                             n_samples=a.shapley, **common), ref_sv)
+        ours, ref, t1, t2 = _pair(a.reps, lambda: _positions(lm, lambda: ek.explain(
+                                      lm, prompt, method="lm_shapley_value_sampling", seed=0, n_samples=a.shapley,
+                                      **common), seen), ref_sv)
         copies = a.shapley * enc.n_units + 1      # the copies captum evaluates (explainkit drops repeats)
         table_row(label, f"shapley_value_sampling (n={a.shapley})", t1, t2,
                   _rel(ours.matrix, ref.token_attr.detach().numpy()), copies / t1 / raw)
-        if a.skip_ig:
-            return
-        skip = [i for i in set(enc.ids) if i not in {enc.ids[p] for pos in enc.unit_pos for p in pos}]
-        tin = TextTokenInput(enc.templated, lm.tokenizer, skip_tokens=skip)
-        lig = LayerIntegratedGradients(lm.module, lm.module.get_input_embeddings())
-        _, _, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, method="lm_integrated_gradients",
-                                                        n_steps=a.steps, **common),
-                             lambda: LLMGradientAttribution(lig, lm.tokenizer).attribute(tin, target=tgt,
-                                                                                        n_steps=a.steps))
-        table_row(label, f"integrated_gradients (steps={a.steps})", t1, t2, float("nan"), float("nan"))
+        print(f"    positions computed: captum {copies * per_copy}, explainkit {seen[0]} (the bound at equal cost "
+              f"per position: {copies * per_copy / seen[0]:.2f}x)", flush=True)
+
+    def gradients(label, prompt, units):      # IG and input x gradient against captum's layer attributions
+        enc = lm.set_units(lm.encode(prompt), units)
+        if a.only_gradients:
+            print(f"{label}: {len(enc.ids)} templated tokens, {enc.n_units} units", flush=True)
+        tgt = torch.tensor(answer)
+        common = dict(target=TARGET, units=units)
+        tin, to_units = _captum_token_input(lm, enc)
+        emb = lm.module.get_input_embeddings()
+        lig = LLMGradientAttribution(LayerIntegratedGradients(lm.module, emb), lm.tokenizer)
+        ig = dict(common, method="lm_integrated_gradients", n_steps=a.steps)
+        ours, ref, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, baseline="token0", **ig),
+                                  lambda: lig.attribute(tin, target=tgt, n_steps=a.steps))
+        ref_m = ref.token_attr.detach().double().numpy() @ to_units
+        table_row(label, f"integrated_gradients (steps={a.steps}, token0)", t1, t2, _rel(ours.matrix, ref_m),
+                  float("nan"))
+        zero, t0 = _timed(lambda: ek.explain(lm, prompt, baseline="zero", **ig))
+        table_row(label, "  same, baseline zero (1 run)", t0, t2, _rel(zero.matrix, ref_m), float("nan"))
+        lgxa = LLMGradientAttribution(LayerGradientXActivation(lm.module, emb), lm.tokenizer)
+        ours, ref, t1, t2 = _pair(a.reps, lambda: ek.explain(lm, prompt, method="lm_input_x_gradient", **common),
+                                  lambda: lgxa.attribute(tin, target=tgt))
+        table_row(label, "input_x_gradient", t1, t2, _rel(ours.matrix, ref.token_attr.detach().double().numpy()
+                                                           @ to_units), float("nan"))
 
     for label, prompt, units in (("short", SHORT, "words"), ("long", _long(a.long), "sentences")):
-        one(label, prompt, units)
+        if label not in a.prompts.split(","):
+            continue
+        if not a.only_gradients:
+            one(label, prompt, units)
+        if not a.skip_ig:
+            gradients(label, prompt, units)
 
     print(f"\n{'prompt':9} {'method':38} {'explainkit s':>12} {'captum s':>9} {'speed-up':>9} "
           f"{'max rel diff':>12} {'copies/s vs raw':>15}")
     for label, m, t1, t2, d, frac in rows:
         print(f"{label:9} {m:38} {t1:12.2f} {t2:9.2f} {t2 / t1:8.2f}x {d:12.2e} {frac:15.2f}", flush=True)
-    print(f"(medians of {a.reps} alternating runs each; IG: different baselines by definition, see the docstring)")
+    print(f"(medians of {a.reps} alternating runs each; IG baseline zero: differs by definition, see the docstring)")
     if not a.skip_rss:                     # after the timings, in a fresh process (its peak is its own)
         out = subprocess.run([sys.executable, __file__, "--rss-child", "1000", "--threads", str(a.threads)],
                              capture_output=True, text=True, timeout=3600).stdout

