@@ -166,6 +166,12 @@ def test_errors_round_trip_through_json_and_npz(breast_cancer, load_data, tmp_pa
         explainkit.Explanation.from_dict(d)
     ig = explainkit.explain(breast_cancer, raw, "integrated_gradients")
     assert ig.errors is None and explainkit.Explanation.from_dict(ig.to_dict()).errors is None
+    # too few coalitions for 30 features: the errors are unknown (inf), written as strict JSON's null
+    few = explainkit.explain(breast_cancer, raw, "kernel_shap", n_samples=40)
+    assert np.isinf(few.errors).all()
+    text = few.to_json()
+    assert "Infinity" not in text and json.loads(text, parse_constant=lambda c: pytest.fail(c))["errors"][0] is None
+    np.testing.assert_array_equal(explainkit.Explanation.from_dict(json.loads(text)).errors, few.errors)
 
 
 def _mean_error(model, raw, method, n, **kw) -> float:

@@ -1,6 +1,7 @@
 """The one result type every explainer returns and every view reads."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
@@ -218,13 +219,19 @@ class Explanation:
         for k, v in self.__dict__.items():
             if k != "photo":          # JSON stays small: the photo travels in save()'s npz, not in the dict
                 d[k] = _jsonable(v)
+        if self.errors is not None:   # strict JSON: an unknown standard error (inf) is null, not Infinity
+            d["errors"] = np.where(np.isfinite(self.errors), self.errors, None).tolist()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Explanation":
         """The inverse of :meth:`to_dict`; a malformed dict is one DataError naming the field."""
-        _validate_dict(d)
         d = dict(d)
+        if isinstance(d.get("errors"), list):      # null: a standard error that is not known (inf)
+            with contextlib.suppress(TypeError, ValueError):
+                d["errors"] = np.vectorize(lambda x: np.inf if x is None else float(x), otypes=[np.float64])(
+                    np.asarray(d["errors"], dtype=object))
+        _validate_dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if int(version) > FORMAT_VERSION:
             raise DataError(f"Explanation format {version} is newer than this explainkit understands.",
@@ -355,7 +362,9 @@ def _jsonable(v):
     if isinstance(v, (Modality, Task, ResultKind)):
         return v.value
     if isinstance(v, np.generic):
-        return v.item()
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None                   # strict JSON has no Infinity or NaN: an unknown number is null
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
