@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from explainkit.models.captum_inputs import template_input, token_input
+
 TARGET = "Paris is the capital of France."
 SHORT = ("You are planning a weekend trip and want to know the basics first. What is the capital of France, "
          "and what is it famous for?")
@@ -54,33 +56,8 @@ def _rel(a, b):
 
 
 def _captum_input(lm, prompt, units):
-    from captum.attr import TextTemplateInput
     enc = lm.set_units(lm.encode(prompt), units)
-    ends = [0] + [e for _, e in enc.unit_spans]
-    values = [prompt[ends[i]:ends[i + 1]] for i in range(enc.n_units)]
-    values[-1] += prompt[ends[-1]:]
-    esc = lambda s: s.replace("{", "{{").replace("}", "}}")  # noqa: E731
-    tpl = esc(enc.templated[:enc.start]) + "{}" * len(values) + esc(enc.templated[enc.start + len(prompt):])
-    return TextTemplateInput(tpl, values=values), enc
-
-
-def _captum_token_input(lm, enc):
-    """captum's ``TextTokenInput`` of the templated prompt whose interpretable tokens are exactly the units'
-    (``skip_tokens`` works by token id, and the system message shares ids such as "You" with prompts), and
-    the ``[tokens, units]`` 0/1 matrix that sums its per-token columns into explainkit's units."""
-    import torch
-    from captum.attr import TextTokenInput
-    tin = TextTokenInput(enc.templated, lm.tokenizer)
-    pos = sorted(p for u in enc.unit_pos for p in u)
-    mask = torch.zeros_like(tin.inp_tensor, dtype=torch.bool)
-    mask[0, pos] = True
-    tin.itp_mask, tin.itp_tensor = mask, tin.inp_tensor[mask].unsqueeze(0)
-    tin.values = lm.tokenizer.convert_ids_to_tokens(tin.itp_tensor[0].tolist())
-    tin.n_itp_features = len(tin.values)
-    to_units = np.zeros((len(pos), enc.n_units))
-    for u, ps in enumerate(enc.unit_pos):
-        to_units[[pos.index(q) for q in ps], u] = 1.0
-    return tin, to_units
+    return template_input(enc), enc
 
 
 def _timed(f):
@@ -209,7 +186,7 @@ def main():
             print(f"{label}: {len(enc.ids)} templated tokens, {enc.n_units} units", flush=True)
         tgt = torch.tensor(answer)
         common = dict(target=TARGET, units=units)
-        tin, to_units = _captum_token_input(lm, enc)
+        tin, to_units = token_input(lm, enc)
         emb = lm.module.get_input_embeddings()
         lig = LLMGradientAttribution(LayerIntegratedGradients(lm.module, emb), lm.tokenizer)
         ig = dict(common, method="lm_integrated_gradients", n_steps=a.steps)

