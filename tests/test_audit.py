@@ -72,6 +72,21 @@ def test_slices_are_named_saved_and_reused_by_the_report(bc_dash, breast_cancer,
                             slices=specs, out=tmp_path / "r.html", progress=False, audit="data")
     got = {r["name"]: r["n"] for r in rep.index["audit"]["slices"]}
     assert got == {"missed malignant": rows["missed malignant"]["n"], "big": rows["big"]["n"]}
+    # the CLI reads the same file: explainkit report --slices FILE --audit data --dependence A,B
+    from explainkit.cli.main import main
+    out = tmp_path / "cli" / "r.html"
+    assert main(["report", "--model", "sample:breast-cancer-mlp", "--methods", "saliency", "--limit", "4",
+                 "--slices", str(path), "--audit", "data", "--dependence", "mean radius,mean texture",
+                 "--out", str(out)]) == 0
+    index = json.loads(out.with_suffix(".json").read_text())
+    assert {r["name"]: r["n"] for r in index["audit"]["slices"]} == got
+    assert "<b>mean radius</b> against its value, coloured by mean texture" in out.read_text(encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    assert main(["report", "--model", "sample:breast-cancer-mlp", "--slices", str(bad), "--out",
+                 str(tmp_path / "bad" / "r.html")]) == 2
+    with pytest.raises(ExplainKitError, match="not a slices file"):
+        audit.load(bad)
 
 
 def test_signed_importance_grows_as_explanations_arrive(bc_dash, breast_cancer):

@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--quality", action="store_true",
                    help="add trust metrics per method and sample (always on for language models)")
+    p.add_argument("--audit", default="selection", choices=["selection", "data"],
+                   help="dataset-level section over the selected samples (default) or every row of --data")
+    p.add_argument("--slices", default=None, metavar="FILE",
+                   help="named slices as JSON {name: spec} (the dashboard's audit panel saves this file)")
+    p.add_argument("--dependence", default=None, metavar="FEATURE[,COLOUR_BY]",
+                   help="tabular: the dependence plot's feature, optionally coloured by a second one")
+    p.add_argument("--min-count", type=int, default=2, metavar="N",
+                   help="text: a word's mean signed score is listed when it occurs at least N times")
     _containment_args(p)
     _generation_args(p, prompts=True)
 

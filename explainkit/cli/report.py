@@ -16,6 +16,7 @@ from explainkit.cli.specs import (
     resolve_data,
     resolve_model,
 )
+from explainkit.errors import DataError
 
 __all__ = ["cli_report", "cli_evaluate", "FAILURES_RC"]
 
@@ -34,6 +35,26 @@ def _failures_rc(failures: dict, allow: bool) -> int:
     print(f"explainkit: {n} entries failed (exit {FAILURES_RC}); re-run to retry only those, or pass "
           "--allow-failures to exit 0.", file=sys.stderr)
     return FAILURES_RC
+
+
+def _audit_options(args) -> dict:
+    """--audit, --slices FILE (JSON {name: spec}), --dependence FEATURE[,COLOUR_BY], --min-count."""
+    slices = None
+    if getattr(args, "slices", None):
+        try:
+            slices = json.loads(Path(args.slices).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"No slices file at {args.slices}.", "check the path (the dashboard's "
+                            "dash.audit.save('slices.json') writes one).") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{args.slices} is not a JSON file of slices ({type(e).__name__}: {e}).",
+                            'write {"name": {"class": "..."}, ...}, e.g. with dash.audit.save().') from None
+    dep = getattr(args, "dependence", None)
+    if dep:
+        parts = [p.strip() for p in dep.split(",")]
+        dep = parts[0] if len(parts) == 1 else tuple(parts)
+    return {"audit": getattr(args, "audit", "selection"), "slices": slices, "dependence": dep or None,
+            "min_count": getattr(args, "min_count", 2)}
 
 
 def _print_written(rep) -> None:
@@ -57,7 +78,7 @@ def cli_report(args) -> int:
     select = parse_selection(args.select, n=len(data))
     rep = report(model, data, methods=methods, select=select, limit=args.limit,
                  seed=args.seed, out=args.out, workers=args.workers, executor=args.executor, address=args.address,
-                 cache_dir=args.cache_dir, quality=args.quality)
+                 cache_dir=args.cache_dir, quality=args.quality, **_audit_options(args))
     c, t = rep.index["counts"], rep.index["timings"]
     print(f"{rep!r}")
     print(f"explanations: {c['explanations']} ({c['computed']} computed, {c['cached']} from cache"

@@ -20,7 +20,7 @@ import numpy as np
 import traitlets
 
 from explainkit.enums import Modality, Task
-from explainkit.errors import InputError
+from explainkit.errors import DataError, InputError
 from explainkit.views import state as st
 from explainkit.views.aggregate import (
     SignedImportance,
@@ -202,12 +202,20 @@ class AuditPanel:
 
     def save(self, path) -> Path:
         """Write the saved slices to a JSON file (``ek.report(..., slices=json.load(f))`` reads them)."""
-        path = Path(path)
-        path.write_text(json.dumps(self.saved, indent=1), encoding="utf-8")
-        return path
+        from explainkit.atomic import atomic_write
+        return atomic_write(Path(path), json.dumps(self.saved, indent=1))     # never half-written
 
     def load(self, path) -> dict:
-        for name, spec in json.loads(Path(path).read_text(encoding="utf-8")).items():
+        """Read slices saved by :meth:`save` (each one checked as :meth:`save_slice` checks it)."""
+        try:
+            got = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path} is not a slices file ({type(e).__name__}: {e}).",
+                            "pass a file written by dash.audit.save().") from None
+        if not isinstance(got, dict):
+            raise DataError(f"{path} holds {type(got).__name__}, not {{name: spec}}.",
+                            "pass a file written by dash.audit.save().")
+        for name, spec in got.items():
             self.save_slice(name, spec)
         return dict(self.saved)
 
