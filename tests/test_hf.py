@@ -171,6 +171,23 @@ def test_attention_and_rollout(model):
     np.testing.assert_allclose(e.scores, e.matrices[-1, 0][0], atol=1e-12)     # CLS pooling: the [CLS] row
 
 
+def test_gradients_and_masked_copies_run_fused_attention_and_restore_eager(model, hf, monkeypatch):
+    """Logits need no attention weights: an eager model runs SDPA inside forward() and is eager again after,
+    with the same numbers (float32 rounding) and attention views that still get real weights."""
+    seen = []
+    hook = hf.register_forward_pre_hook(lambda m, a: seen.append(m.config._attn_implementation))
+    try:
+        fused = ek.explain(model, TEXT, "saliency")
+        monkeypatch.setenv("EXPLAINKIT_HF_ATTENTION", "eager")
+        eager = ek.explain(model, TEXT, "saliency")
+    finally:
+        hook.remove()
+    assert "sdpa" in seen and seen[-1] == "eager" and hf.config._attn_implementation == "eager"
+    np.testing.assert_allclose(fused.scores, eager.scores, rtol=1e-4, atol=1e-6 * np.abs(eager.scores).max())
+    (att,) = model.attention([model.prepare(TEXT)])
+    np.testing.assert_allclose(att.sum(-1), 1.0, atol=1e-5)
+
+
 def test_fused_attention_says_to_load_eager(hf, tok):
     import copy
 
