@@ -226,12 +226,13 @@ class Explanation:
     @classmethod
     def from_dict(cls, d: dict) -> "Explanation":
         """The inverse of :meth:`to_dict`; a malformed dict is one DataError naming the field."""
-        d = dict(d)
-        if isinstance(d.get("errors"), list):      # null: a standard error that is not known (inf)
+        if isinstance(d, dict) and isinstance(d.get("errors"), list):   # null: a standard error not known (inf)
+            d = dict(d)
             with contextlib.suppress(TypeError, ValueError):
                 d["errors"] = np.vectorize(lambda x: np.inf if x is None else float(x), otypes=[np.float64])(
                     np.asarray(d["errors"], dtype=object))
         _validate_dict(d)
+        d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if int(version) > FORMAT_VERSION:
             raise DataError(f"Explanation format {version} is newer than this explainkit understands.",
