@@ -174,6 +174,14 @@ def test_export_png_and_html(mnist, tmp_path):
     assert "<" in html and (tmp_path / "x.html").stat().st_size > 0
     mnist.e.export_png.click()
     assert "data:image/png;base64," in mnist.e.export_link.value and "download=" in mnist.e.export_link.value
+    # the exports use the scale the dashboard draws with (issue 13: they used max|s|, the view its 99th pct)
+    from explainkit.views.render import scale
+    from explainkit.views.widgets import view_scale
+    exp = mnist.last_explanation
+    shown = mnist._shown_scale()["vmax"]
+    assert shown == mnist.e.view.payload["scale"] == view_scale(np.asarray(exp.scores, np.float32))
+    assert shown < scale(exp.scores)                                   # an outlier pixel no longer sets it
+    assert f"{shown:.3g}" in html and f"{scale(exp.scores):.3g}" not in html
 
 
 # -- text, attention, tabular, regression -------------------------------------------------------------------

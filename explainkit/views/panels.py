@@ -176,13 +176,13 @@ class PanelsMixin:
         from explainkit.views import render
         exp = self._require_explanation()
         self.history.append({"event": "export", "format": "png", "path": None if path is None else str(path)})
-        return render.to_png(exp, path=path, view=self.e.mode.value, units=self._units())
+        return render.to_png(exp, path=path, view=self.e.mode.value, units=self._units(), **self._shown_scale())
 
     def export_html(self, path=None) -> str:
         """The current explanation as a self-contained HTML fragment (render.to_html); written if ``path``."""
         from explainkit.views import render
         exp = self._require_explanation()
-        html = render.to_html(exp, view=self.e.mode.value, units=self._units())
+        html = render.to_html(exp, view=self.e.mode.value, units=self._units(), **self._shown_scale())
         self.history.append({"event": "export", "format": "html", "path": None if path is None else str(path)})
         if path is not None:
             page = render.html_page(html, title=f"{exp.method} — {self.model.name}") \
@@ -198,6 +198,12 @@ class PanelsMixin:
         if self.last_explanation is None:
             raise InputError("There is no explanation to export yet.", "select a sample and wait for its view.")
         return self.last_explanation
+
+    def _shown_scale(self) -> dict:
+        """``vmax=`` of the view on screen (a shared scale, or the view's own), so the export matches it."""
+        view = self.e.view
+        vmax = float(view.vmax or (view.payload or {}).get("scale") or 0.0)
+        return {"vmax": vmax} if vmax > 0 else {}
 
     def _export_link(self, fmt: str) -> None:
         try:

@@ -118,6 +118,16 @@ class AttentionView(anywidget.AnyWidget):
 # -- payloads ---------------------------------------------------------------------------------------
 PAYLOAD_SIDE = 320      # a photo's view is subsampled to at most this many pixels a side (a few hundred kB)
 
+def view_scale(scores) -> float:
+    """The colour-scale maximum the dashboard draws an image or text view with when none is shared: the 99th
+    percentile of |score| (explanation.js ``scaleOf``, the same rule), so that exports can use it too."""
+    a = np.sort(np.abs(np.nan_to_num(np.asarray(scores, dtype=np.float64).ravel(), nan=0.0)))
+    if not a.size:
+        return 1.0
+    q = float(a[min(a.size - 1, int(np.floor(0.99 * (a.size - 1))))])
+    return q if q > 0 else (float(a[-1]) or 1.0)
+
+
 def explanation_payload(exp, units="pieces") -> dict:
     """What the JS view needs to draw an Explanation, compactly (no full arrays as JSON lists for images).
     Text shows the scored ``units`` ('pieces' or 'words', :mod:`explainkit.views.units`), never [CLS]/[SEP].
@@ -146,11 +156,13 @@ def _explanation_payload(exp) -> dict:
             img = np.asarray(exp.image if exp.image is not None else np.zeros(s.shape), dtype=np.float64)
         grey = img if pic is not None and img.ndim == 3 else (img.mean(axis=-1) if img.ndim == 3 else img)
         grey8 = np.clip(grey * 255.0 if grey.max(initial=0) <= 1.0 else grey, 0, 255).astype(np.uint8)
+        s = s.astype(np.float32)
         return {**base, "h": int(s.shape[0]), "w": int(s.shape[1]), "image": b64(grey8), "c": grey8.size // s.size,
-                "scores": b64(s.astype(np.float32))}
+                "scores": b64(s), "scale": view_scale(s)}
     if exp.modality is Modality.TEXT:
         text, offsets = visible_spans(exp.text or " ".join(exp.tokens or []), exp.offsets or [])
-        return {**base, "text": text, "tokens": list(exp.tokens or []), "offsets": offsets, "scores": _floats(s)}
+        return {**base, "text": text, "tokens": list(exp.tokens or []), "offsets": offsets, "scores": _floats(s),
+                "scale": view_scale(s)}
     values = exp.feature_values if exp.feature_values is not None else np.full(len(s), np.nan)
     out = {**base, "names": list(exp.feature_names or [f"x{i}" for i in range(len(s))]),
            "values": _floats(values), "scores": _floats(s), "base_value": None}
