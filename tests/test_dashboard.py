@@ -299,6 +299,11 @@ def test_quality_badge(breast_cancer, load_data):
     assert "Removing the top-ranked features first" in d.e.quality_words.value
     d.e.quality.click()
     assert d.e.quality_plot.value[:4] == b"\x89PNG" and d.e.quality_plot.layout.display != "none"
+    first = d.e.quality_plot.value
+    d.select(3)                                # issue 13: the curves never show the previous sample
+    assert d.e.quality_plot.layout.display == "none" or d.last_quality is not None
+    assert d.wait(60) and d.last_quality is not None
+    assert d.e.quality_plot.layout.display != "none" and d.e.quality_plot.value != first    # redrawn for #3
 
 
 def test_bad_input_gives_one_clear_error(mnist_cnn, breast_cancer, load_data):

@@ -50,6 +50,8 @@ class PanelsMixin:
         if q is None:
             e.quality_row.layout.display = "none"
             return
+        # never the previous sample's curves: hidden until this result is in (redrawn then if they were open)
+        e.quality_plot.layout.display, self.last_quality = "none", None
         if vkey in self._quality_cache:
             self._set_badge(self._quality_cache[vkey])
             return
@@ -64,6 +66,7 @@ class PanelsMixin:
         def failed(err):
             e.quality.description, e.quality.tooltip = "trust: n/a", str(err)[:300]
             e.quality_words.value = ""
+            self._curves_open = False
 
         # the sanity check re-runs the explainer: only when that is cheap
         metrics = ("deletion", "randomization") if exp.timings.get("explain_s", 0) < 0.5 else ("deletion",)
@@ -80,13 +83,19 @@ class PanelsMixin:
         self.e.quality.tooltip = f"{words['numbers']}. Click for the curves."
         self.e.quality_words.value = _T["trust"].render(words=words)
         self.e.quality.disabled = False
+        if getattr(self, "_curves_open", False):
+            self._draw_curves()
 
     def _show_quality_plot(self) -> None:
-        png = quality_figure(self.last_quality)
+        self._curves_open = True           # and they follow the sample: each new result redraws them
+        self._draw_curves()
+        self.history.append({"event": "quality_plot"})
+
+    def _draw_curves(self) -> None:
+        png = None if self.last_quality is None else quality_figure(self.last_quality)
         if png is not None:
             self.e.quality_plot.value = png
             self.e.quality_plot.layout.display = None
-        self.history.append({"event": "quality_plot"})
 
     # -- comparison -------------------------------------------------------------------------------------
     def compare(self, methods=None):
