@@ -186,8 +186,8 @@ def test_export_png_and_html(mnist, tmp_path):
 
 # -- text, attention, tabular, regression -------------------------------------------------------------------
 def test_text_view_search_and_attention(sst2_transformer, load_data):
-    d = _dash(sst2_transformer, load_data("sst2-transformer"), n=80, methods=["saliency", "attention"],
-              quality=False)
+    d = _dash(sst2_transformer, load_data("sst2-transformer"), n=80,
+              methods=["saliency", "attention", "attention_rollout"], quality=False)
     d.b.search.value = "the"
     assert d.b.grid.items and all("the" in d.dataset[it["index"]][0].lower() for it in d.b.grid.items)
     idx = d.b.grid.items[0]["index"]
@@ -206,6 +206,12 @@ def test_text_view_search_and_attention(sst2_transformer, load_data):
     d.a.layer.value = L - 1
     d.a.rollout.value = True
     assert (att.head, att.layer, att.rollout) == ("all", L - 1, True)
+    # issue 13: after an attention explainer the panel still draws the model's own tensor, menus to match
+    d.method = "attention_rollout"                                 # its matrices have one "head"
+    assert d.wait(60) and d.last_explanation.method == "attention_rollout"
+    assert att.shape == [L, H, T] and len(d.a.head.options) == 2 + H
+    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(att.matrices), dtype=np.float32).reshape(L, H, T, T),
+                                  m)
 
 
 def test_tabular_shap_waterfall(breast_cancer, load_data):

@@ -374,8 +374,8 @@ class Dashboard(PanelsMixin, W.VBox):
             self.e.custom.children = []
             self.e.view.layout.display = None
             self.e.view.show(exp, vkey)
-        if self.a is not None and views.is_attention(exp):
-            self.a.view.show(exp.tokens, exp.matrices, vkey)
+        # the attention panel keeps the model's own [layers, heads, T, T] (its menus are built for that shape);
+        # an attention explainer's result (e.g. a rollout, one "head") is drawn in the main view
         self.e.export_link.value = ""
         self._schedule_quality(exp, vkey)
 
