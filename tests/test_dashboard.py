@@ -247,12 +247,15 @@ def test_cancel_interrupts_a_slow_explainer(breast_cancer, load_data):
     d.e.explain.click()
     job = d.job
     assert job.state is JobState.RUNNING and d.e.cancel.layout.visibility == "visible"
+    # issue 13: meanwhile the saliency map and its badge are dimmed and labelled as the previous parameters'
+    assert "ek-previous-params" in d.e.view._dom_classes and "ek-previous-params" in d.e.quality_row._dom_classes
     time.sleep(0.3)
     t0 = time.perf_counter()
     d.e.cancel.click()
     assert job.join(10) and job.state is JobState.CANCELLED
     assert time.perf_counter() - t0 < 10
     assert d.last_explanation is before and "state=cancelled" in d.status.value
+    assert not {"ek-previous-params", "ek-previous-sample"} & set(d.e.view._dom_classes)
     d.method = "saliency"
     assert d.explain(force=True) is before         # still usable, cache intact
 

@@ -412,6 +412,7 @@ class Dashboard(PanelsMixin, W.VBox):
         threading.Thread(target=tick, daemon=True, name="explainkit-progress").start()
 
     def _status(self, state, ms=None) -> None:
+        self._mark_previous(state is st.JobState.RUNNING)
         params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "-"
         self.status.value = _T["status"].render(index=self.selected_index, method=self.method, target=self.target,
                                                 params=params, state=state.value, ms=ms)

@@ -44,6 +44,17 @@ _T = {k: _ENV.from_string(v) for k, v in {
 class PanelsMixin:
     """Trust badge, comparison, attention and export: the panels beside the dashboard's main view."""
 
+    # -- no stale pictures -----------------------------------------------------------------------------------
+    def _mark_previous(self, running: bool) -> None:
+        """While a job runs, the map and the trust badge on screen are dimmed and labelled as the previous
+        sample's or the previous parameters' (dashboard.css: ``ek-previous-sample`` / ``-params``)."""
+        exp = getattr(self, "last_explanation", None)
+        which = None if not running or exp is None else (
+            "ek-previous-sample" if exp.sample_index != self.selected_index else "ek-previous-params")
+        for w in (self.e.view, self.e.quality_row):
+            for cls in ("ek-previous-sample", "ek-previous-params"):
+                (w.add_class if cls == which else w.remove_class)(cls)
+
     # -- trust badge ----------------------------------------------------------------------------------------
     def _schedule_quality(self, exp, vkey) -> None:
         e, q = self.e, self._quality_mod
