@@ -182,6 +182,11 @@ def test_export_png_and_html(mnist, tmp_path):
     assert shown == mnist.e.view.payload["scale"] == view_scale(np.asarray(exp.scores, np.float32))
     assert shown < scale(exp.scores)                                   # an outlier pixel no longer sets it
     assert f"{shown:.3g}" in html and f"{scale(exp.scores):.3g}" not in html
+    # and they carry the sample, method, parameters, seed, model hash and trust result
+    prov = mnist._provenance(exp)
+    assert prov in html and f"sample #{exp.sample_index} · {exp.method} (" in prov and exp.params
+    assert all(f"{k}={v}" in prov for k, v in exp.params.items())
+    assert exp.model_hash[:12] in prov and "trust: not computed" in prov          # quality=False here
 
 
 # -- text, attention, tabular, regression -------------------------------------------------------------------

@@ -6,10 +6,12 @@ state (``self.model``, ``self.e``, ``self.c``, ``self.a``, the caches and jobs) 
 from __future__ import annotations
 
 import base64
+import textwrap
 from pathlib import Path
 
 import jinja2
 import numpy as np
+from markupsafe import Markup
 
 from explainkit.enums import Capability, Modality
 from explainkit.errors import ExplainKitError, InputError, UnknownNameError
@@ -196,13 +198,16 @@ class PanelsMixin:
         from explainkit.views import render
         exp = self._require_explanation()
         self.history.append({"event": "export", "format": "png", "path": None if path is None else str(path)})
-        return render.to_png(exp, path=path, view=self.e.mode.value, units=self._units(), **self._shown_scale())
+        title = render.title_of(exp) + "\n" + "\n".join(textwrap.wrap(self._provenance(exp), 90))
+        return render.to_png(exp, path=path, view=self.e.mode.value, units=self._units(), title=title,
+                             **self._shown_scale())
 
     def export_html(self, path=None) -> str:
         """The current explanation as a self-contained HTML fragment (render.to_html); written if ``path``."""
         from explainkit.views import render
         exp = self._require_explanation()
-        html = render.to_html(exp, view=self.e.mode.value, units=self._units(), **self._shown_scale())
+        html = render.to_html(exp, view=self.e.mode.value, units=self._units(), **self._shown_scale()) \
+            + str(Markup("<p class='ek-provenance'>{}</p>").format(self._provenance(exp)))
         self.history.append({"event": "export", "format": "html", "path": None if path is None else str(path)})
         if path is not None:
             page = render.html_page(html, title=f"{exp.method} — {self.model.name}") \
@@ -218,6 +223,15 @@ class PanelsMixin:
         if self.last_explanation is None:
             raise InputError("There is no explanation to export yet.", "select a sample and wait for its view.")
         return self.last_explanation
+
+    def _provenance(self, exp) -> str:
+        """What an export carries besides the picture: sample, method, parameters, seed, model and hash, trust."""
+        from explainkit.trust.wording import plain
+        params = ", ".join(f"{k}={v}" for k, v in sorted((exp.params or {}).items())) or "no parameters"
+        q = self.last_quality
+        trust = plain(q, exp)["verdict"] if q is not None else "not computed"
+        return (f"sample #{exp.sample_index} · {exp.method} ({params}) · seed {exp.seed} · model {exp.model_name} "
+                f"{(exp.model_hash or '')[:12]} · trust: {trust}")
 
     def _shown_scale(self) -> dict:
         """``vmax=`` of the view on screen (a shared scale, or the view's own), so the export matches it."""

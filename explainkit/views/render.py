@@ -118,9 +118,11 @@ def _axes(ax, size):
     return fig, fig.add_subplot()
 
 
-def _title(exp) -> str:
+def title_of(exp) -> str:
+    """A figure's default title: method → target (shortened to 60 characters)."""
     t = visible(f"{exp.method or 'explanation'} → {exp.target_label}")
     return t if len(t) < 60 else t[:59] + "…"
+
 
 
 def _output_label(exp) -> str:
@@ -171,7 +173,7 @@ def _plot_image(exp, ax, view, alpha, vmax, title):
     ax.imshow(rgba, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
+    ax.set_title(visible(title) or title_of(exp), fontsize=9, **_LITERAL)
     norm = Normalize(-vm if view is View.SIGNED else 0.0, vm)
     sm = ScalarMappable(norm=norm, cmap=_CMAPS[view])
     cb = fig.colorbar(sm, cax=cax) if cax is not None else fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.04)
@@ -232,7 +234,7 @@ def _plot_text(exp, ax, view, vmax, title, width: int = 64):
             ax.text(x, r + 0.5, visible(tok), family="monospace", fontsize=9, color=_ink(c), va="center", **_LITERAL,
                     bbox={"facecolor": c, "edgecolor": "none", "pad": 1.5})
     ax.axis("off")
-    ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
+    ax.set_title(visible(title) or title_of(exp), fontsize=9, **_LITERAL)
     fig.supxlabel(visible(_key(exp, view)), fontsize=7, color="#444444", **_LITERAL)
     return fig
 
@@ -259,7 +261,7 @@ def _plot_bars(exp, ax, view, max_features, vmax, title):
     ax.set_yticks(y, [labels[i] for i in order], fontsize=8, **_LITERAL)
     ax.axvline(0, color="#333333", linewidth=0.8)
     ax.set_xlabel(visible(_key(exp, view)), fontsize=7, **_LITERAL)
-    ax.set_title(visible(title) or _title(exp), fontsize=9, **_LITERAL)
+    ax.set_title(visible(title) or title_of(exp), fontsize=9, **_LITERAL)
     return fig
 
 
