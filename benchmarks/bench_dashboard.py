@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import statistics
 import sys
@@ -32,44 +33,57 @@ from driver import CLICK_TO_KEY_JS  # noqa: E402
 from ekserver import CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, start_app  # noqa: E402
 
 
-def browser_switch_times(n: int) -> tuple[list[float], list[float]]:
-    """(cached, uncached) click-to-view times in ms for n sample switches in the app."""
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def app_page(*app_args: str, timeout_ms: int = 120_000):
+    """``explainkit app`` (with ``app_args``) in a temp dir, opened in chromium (local requests only): yields the
+    page. The browser and the server are always stopped."""
+    from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="ek-bench-") as tmp:
-        srv = start_app(Path(tmp))
+        srv = start_app(Path(tmp), *app_args)
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-                ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
-                ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(LOCAL_PREFIXES) else r.abort())
-                page = ctx.new_page()
-                page.goto(srv.app_url, wait_until="commit", timeout=120_000)
-                status = page.locator(".ek-dashboard .ek-status")
-
-                def settled(i):     # the status is stamped after the view: wait so clicks never overlap
-                    expect(status).to_contain_text(re.compile(rf"sample={i} .*state=(done|cached)"),
-                                                   timeout=120_000)
-
-                settled(0)
-
-                def one_pass():
-                    times = []
-                    for i in range(1, n + 1):
-                        r = page.evaluate(CLICK_TO_KEY_JS, [f".ek-grid .ek-sample[data-ek-index='{i}']",
-                                                            ".ek-dashboard .ek-view"])
-                        assert r["key"].startswith(f"{i}|"), r
-                        settled(i)
-                        times.append(r["ms"])
-                    return times
-
-                uncached = one_pass()
-                page.locator(".ek-grid .ek-sample[data-ek-index='0']").click()
-                settled(0)
-                cached = one_pass()
-                browser.close()
+                try:
+                    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+                    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(LOCAL_PREFIXES)
+                              else r.abort())
+                    page = ctx.new_page()
+                    page.goto(srv.app_url, wait_until="commit", timeout=timeout_ms)
+                    yield page
+                finally:
+                    browser.close()
         finally:
             srv.stop()
+
+
+def browser_switch_times(n: int) -> tuple[list[float], list[float]]:
+    """(cached, uncached) click-to-view times in ms for n sample switches in the app."""
+    from playwright.sync_api import expect
+
+    with app_page() as page:
+        status = page.locator(".ek-dashboard .ek-status")
+
+        def settled(i):     # the status is stamped after the view: wait so clicks never overlap
+            expect(status).to_contain_text(re.compile(rf"sample={i} .*state=(done|cached)"),
+                                           timeout=120_000)
+
+        settled(0)
+
+        def one_pass():
+            times = []
+            for i in range(1, n + 1):
+                r = page.evaluate(CLICK_TO_KEY_JS, [f".ek-grid .ek-sample[data-ek-index='{i}']",
+                                                    ".ek-dashboard .ek-view"])
+                assert r["key"].startswith(f"{i}|"), r
+                settled(i)
+                times.append(r["ms"])
+            return times
+
+        uncached = one_pass()
+        page.locator(".ek-grid .ek-sample[data-ek-index='0']").click()
+        settled(0)
+        cached = one_pass()
     return cached, uncached
 
 
@@ -121,46 +135,36 @@ def _big_csv(folder: Path, n: int = 10_000) -> Path:
 
 def audit_times(n: int) -> tuple[list[float], list[float], float]:
     """(cell-click filter ms on 10,000 samples, importance ms over 1,000 cached, first uncached batch ms)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with tempfile.TemporaryDirectory(prefix="ek-bench-") as tmp:
-        csv = _big_csv(Path(tmp))
-        srv = start_app(Path(tmp), "--model", "sample:breast-cancer-mlp", "--data", str(csv))
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-                ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
-                ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(LOCAL_PREFIXES) else r.abort())
-                page = ctx.new_page()
-                page.goto(srv.app_url, wait_until="commit", timeout=180_000)
-                audit = page.locator(".ek-audit[data-ek-ready='1']")
-                expect(audit.locator("td.ek-audit-cell")).to_have_count(4, timeout=180_000)
-                expect(page.locator(".ek-dashboard .ek-status")).to_contain_text(
-                    re.compile(r"state=(done|cached)"), timeout=180_000)
-                names = ["malignant", "benign"]
-                clicks = []
-                for k in range(n):
-                    c = k % 2
-                    clicks.append(page.evaluate(CLICK_TO_FILTER_JS, [f"td.ek-audit-cell[data-ek-cell='{c},{c}']",
-                                                                     f"true {names[c]}, predicted {names[c]}"]))
-                    metas = page.locator(".ek-grid .ek-sample .ek-text").all_inner_texts()
-                    assert metas, "the filtered list is empty"
-                print(f"cell clicks done ({len(clicks)})", flush=True)
-                page.locator("button.ek-audit-clear").click()
-                expect(audit).to_have_attribute("data-ek-filter", "")
-                page.locator(".ek-method select").select_option(label="Saliency")
-                expect(page.locator(".ek-dashboard .ek-status")).to_contain_text(
-                    re.compile(r"method=saliency .*state=(done|cached)"), timeout=120_000)
-                box = page.locator(".ek-audit-panel input[type=number]")
-                box.fill("1000")
-                box.press("Enter")
-                print("explaining 1,000 samples for the importance batch...", flush=True)
-                first = page.evaluate(CLICK_TO_IMPORTANCE_JS, ["button.ek-audit-run", 1000])
-                again = [page.evaluate(CLICK_TO_IMPORTANCE_JS, ["button.ek-audit-run", 1000])
-                         for _ in range(max(3, n // 4))]
-                browser.close()
-        finally:
-            srv.stop()
+    with tempfile.TemporaryDirectory(prefix="ek-bench-data-") as data_dir, \
+            app_page("--model", "sample:breast-cancer-mlp", "--data", str(_big_csv(Path(data_dir))),
+                     timeout_ms=180_000) as page:
+        audit = page.locator(".ek-audit[data-ek-ready='1']")
+        expect(audit.locator("td.ek-audit-cell")).to_have_count(4, timeout=180_000)
+        expect(page.locator(".ek-dashboard .ek-status")).to_contain_text(
+            re.compile(r"state=(done|cached)"), timeout=180_000)
+        names = ["malignant", "benign"]
+        clicks = []
+        for k in range(n):
+            c = k % 2
+            clicks.append(page.evaluate(CLICK_TO_FILTER_JS, [f"td.ek-audit-cell[data-ek-cell='{c},{c}']",
+                                                             f"true {names[c]}, predicted {names[c]}"]))
+            metas = page.locator(".ek-grid .ek-sample .ek-text").all_inner_texts()
+            assert metas, "the filtered list is empty"
+        print(f"cell clicks done ({len(clicks)})", flush=True)
+        page.locator("button.ek-audit-clear").click()
+        expect(audit).to_have_attribute("data-ek-filter", "")
+        page.locator(".ek-method select").select_option(label="Saliency")
+        expect(page.locator(".ek-dashboard .ek-status")).to_contain_text(
+            re.compile(r"method=saliency .*state=(done|cached)"), timeout=120_000)
+        box = page.locator(".ek-audit-panel input[type=number]")
+        box.fill("1000")
+        box.press("Enter")
+        print("explaining 1,000 samples for the importance batch...", flush=True)
+        first = page.evaluate(CLICK_TO_IMPORTANCE_JS, ["button.ek-audit-run", 1000])
+        again = [page.evaluate(CLICK_TO_IMPORTANCE_JS, ["button.ek-audit-run", 1000])
+                 for _ in range(max(3, n // 4))]
     return clicks, again, first
 
 
