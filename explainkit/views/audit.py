@@ -69,6 +69,12 @@ class AuditPanel:
         m, p = dash.model, dash.predictions
         self.is_cls = m.task is Task.CLASSIFICATION
         self.saved: dict[str, dict] = {}
+        # the data never changes under a dashboard: its word counts and default slices are computed once
+        self._lengths = text_lengths(dash.dataset.raws) if m.modality is Modality.TEXT else None
+        feat = (m.feature_names or [None])[0] if m.modality is Modality.TABULAR else None
+        vals = None if feat is None else np.asarray(dash.dataset.raws, dtype=np.float64)[:, 0]
+        self._defaults = default_slices(m.modality, m.task, m.classes, lengths=self._lengths, feature=feat,
+                                        values=vals, labelled=p.labels is not None)
         self.importance: dict[str, SignedImportance] = {}
         self._counted: set = set()
         self._pushed = 0.0
@@ -163,20 +169,14 @@ class AuditPanel:
 
     # -- slices -------------------------------------------------------------------------------------
     def _slices(self) -> dict:
-        d, m = self.dash, self.dash.model
-        lengths = text_lengths(d.dataset.raws) if m.modality is Modality.TEXT else None
-        feat = (m.feature_names or [None])[0] if m.modality is Modality.TABULAR else None
-        vals = None if feat is None else np.asarray(d.dataset.raws, dtype=np.float64)[:, 0]
-        return {**default_slices(m.modality, m.task, m.classes, lengths=lengths, feature=feat, values=vals,
-                                 labelled=self.dash.predictions.labels is not None),
-                **self.saved}
+        return {**self._defaults, **self.saved}
 
     def _mask(self, name, spec) -> np.ndarray:
         d, p = self.dash, self.dash.predictions
         return slice_mask(name, spec, raws=d.dataset.raws, labels=p.labels, predicted=p.predicted,
                           confidence=p.confidence if self.is_cls else None,
                           classes=d.model.classes if self.is_cls else None, feature_names=d.model.feature_names,
-                          lengths=text_lengths(d.dataset.raws) if d.model.modality is Modality.TEXT else None)
+                          lengths=self._lengths)
 
     def save_slice(self, name: str, spec: dict | None = None) -> dict:
         """Save a named slice: ``spec`` (see :mod:`explainkit.views.aggregate`), or the active cell filter."""
