@@ -217,10 +217,10 @@ class Explanation:
         """A JSON-compatible dict (arrays become nested lists)."""
         d = {"format_version": FORMAT_VERSION, "class": type(self).__name__}
         for k, v in self.__dict__.items():
-            if k != "photo":          # JSON stays small: the photo travels in save()'s npz, not in the dict
+            if k == "errors" and v is not None:      # strict JSON: an unknown standard error (inf) is null
+                d[k] = np.where(np.isfinite(v), v, None).tolist()
+            elif k != "photo":        # JSON stays small: the photo travels in save()'s npz, not in the dict
                 d[k] = _jsonable(v)
-        if self.errors is not None:   # strict JSON: an unknown standard error (inf) is null, not Infinity
-            d["errors"] = np.where(np.isfinite(self.errors), self.errors, None).tolist()
         return d
 
     @classmethod
