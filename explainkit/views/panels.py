@@ -53,9 +53,9 @@ class PanelsMixin:
         exp = getattr(self, "last_explanation", None)
         which = None if not running or exp is None else (
             "ek-previous-sample" if exp.sample_index != self.selected_index else "ek-previous-params")
-        for w in (self.e.view, self.e.quality_row):
-            for cls in ("ek-previous-sample", "ek-previous-params"):
-                (w.add_class if cls == which else w.remove_class)(cls)
+        for w in (self.e.view, self.e.quality_row):        # one update: never both labels at once
+            kept = tuple(c for c in w._dom_classes if c not in ("ek-previous-sample", "ek-previous-params"))
+            w._dom_classes = kept + ((which,) if which else ())
 
     # -- trust badge ----------------------------------------------------------------------------------------
     def _schedule_quality(self, exp, vkey) -> None:
@@ -112,7 +112,8 @@ class PanelsMixin:
 
     # -- comparison -------------------------------------------------------------------------------------
     def compare(self, methods=None):
-        """Explain the selected sample with 2-4 methods (default params, same target) side by side."""
+        """Explain the selected sample with 2-4 methods side by side (same target; each with its form's values
+        where its form was opened, else its defaults): each map's caption shows the parameters it ran with."""
         names = list(methods) if methods is not None else list(self.c.methods.value)
         if not 2 <= len(names) <= 4:
             raise InputError(f"{len(names)} methods chosen for comparison.", "choose 2 to 4 explainers.")
@@ -159,21 +160,34 @@ class PanelsMixin:
         self._start(st.Job(work, done, failed, name="compare"), f"comparing {len(names)} methods on #{index}")
 
     def _show_comparison(self, index, names, exps) -> None:
+        from explainkit.views import compare as cmp
         normed, vmax, rho = st.shared_scale(exps)
+        units = self._units()                             # the main view's pieces | words choice
+        table = cmp.aligned_rows(exps, units, limit=cmp.ROWS)
+        specs = {s.name: s for s in self.specs}
+        params = [cmp.applied(e, specs.get(e.method), self.model) for e in exps]
+        order = [int(k) for k in table["keys"]] if table is not None and exps[0].modality is Modality.TABULAR \
+            else []
         for k, view in enumerate(self.c.views):
-            view.units = self._units()                    # the main view's pieces | words choice
+            view.units = units
+            column = self.c.columns[k]
             if k < len(exps):
                 shown = st.with_scores(exps[k], normed[k])
                 # normalised scores have no f(x): no baseline, no waterfall; the legend names the unit
                 shown.extras, shown.base_value = {**(exps[k].extras or {}), NORMALIZED: True}, None
+                view.order = order                        # tabular: every map's bars in the aligned rows' order
                 view.show(shown, f"{index}|{names[k]}|compare", vmax=vmax)
-                view.layout.display = None
+                self.c.captions[k].value = cmp.caption_html(exps[k], params[k])     # the parameters it ran with
+                view.layout.display = column.layout.display = None
             else:
-                view.layout.display = "none"
+                view.layout.display = column.layout.display = "none"
+                self.c.captions[k].value = ""
+        self.c.rows.value = cmp.rows_html(names, exps, params, units, vmax)
         cells = [["—" if not np.isfinite(v) else f"{v:+.2f}" for v in row] for row in rho]
         self.c.agreement.value = _T["agreement"].render(methods=names, rho=cells)
         self.comparison = {"index": index, "methods": names, "explanations": exps, "spearman": rho,
-                           "vmax": vmax}
+                           "vmax": vmax, "params": params,
+                           "rows": table}
 
     # -- attention -------------------------------------------------------------------------------------------
     def _has_attention(self) -> bool:

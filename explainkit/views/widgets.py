@@ -62,6 +62,7 @@ class ExplanationView(anywidget.AnyWidget):
     hovered = traitlets.Unicode("").tag(sync=True)      # last unit the pointer was over (JS -> Python)
     units = traitlets.Unicode(Units.PIECES.value).tag(sync=True)   # text: "pieces" or "words"
     has_words = traitlets.Bool(False).tag(sync=True)    # the shown text has words of several pieces
+    order = traitlets.List([]).tag(sync=True)           # tabular rows' order, if shared (compare.aligned_rows)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -392,6 +393,7 @@ def units_switch(view: ExplanationView):
 
 
 def build_compare_panel(specs, default: str):
+    """Methods, Compare, up to 4 maps captioned with their parameters, rows aligned by unit, rank agreement."""
     from types import SimpleNamespace
 
     import ipywidgets as W
@@ -401,16 +403,19 @@ def build_compare_panel(specs, default: str):
                                      else (), rows=min(6, len(names)), description="methods",
                                      style={"description_width": "60px"}), "ek-compare-methods")
     run = _hook(W.Button(description="Compare", icon="columns", layout=W.Layout(width="110px")), "ek-compare-run")
-    cviews = [_hook(ExplanationView(layout=W.Layout(display="none", width="24%")), "ek-compare-view")
-              for _ in range(4)]
-    agreement = _hook(W.HTML(""), "ek-agreement")
-    title = W.HTML("<span class='ek-section-title'>Compare 2–4 explainers · shared color scale "
-                   "(each map normalized to unit total |attribution|) · rank agreement</span>")
+    cviews = [_hook(ExplanationView(), "ek-compare-view") for _ in range(4)]
+    captions = [_hook(W.HTML(""), "ek-compare-params") for _ in range(4)]
+    columns = [_hook(W.VBox([c, v], layout=W.Layout(display="none", width="24%")), "ek-compare-col")
+               for c, v in zip(captions, cviews)]
+    rows, agreement = _hook(W.HTML(""), "ek-compare-rows"), _hook(W.HTML(""), "ek-agreement")
+    title = W.HTML("<span class='ek-section-title'>Compare 2–4 explainers · shared color scale (each map normalized "
+                   "to unit total |attribution|) · parameters applied · rows aligned by unit · rank agreement</span>")
+    maps = _hook(W.HBox(columns, layout=W.Layout(flex_flow="row wrap", align_items="flex-start")), "ek-gap")
     panel = _hook(W.VBox([title, _hook(W.HBox([methods, run], layout=W.Layout(align_items="center")), "ek-gap"),
-                          _hook(W.HBox(cviews, layout=W.Layout(flex_flow="row wrap")), "ek-gap"), agreement]),
-                  "ek-compare")
+                          maps, rows, agreement]), "ek-compare")
     panel.add_class("ek-card")
-    return SimpleNamespace(methods=methods, run=run, views=cviews, agreement=agreement, panel=panel)
+    return SimpleNamespace(methods=methods, run=run, views=cviews, captions=captions, columns=columns, rows=rows,
+                           agreement=agreement, panel=panel)
 
 
 def build_attention_panel():

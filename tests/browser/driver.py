@@ -111,3 +111,20 @@ def wait_done(status, *texts: str, **fields):
         expect(status).to_contain_text(text, timeout=60_000)
     expect(status).to_contain_text(_STATE_DONE, timeout=60_000)
 
+
+
+def open_dashboard(page, srv, notebook: str | None = None, timer=None, timeout_ms: int = 120_000):
+    """The dashboard of ``srv``: the app's page (``srv.app_url`` set), or in Lab the ``notebook`` run to its end;
+    returns (dashboard, status line) once its first explanation is on screen."""
+    if srv.app_url:
+        page.goto(srv.app_url, wait_until="commit", timeout=timeout_ms)
+        dash = page.locator(".ek-dashboard")
+        expect(dash.locator(".ek-header")).to_be_visible(timeout=timeout_ms)
+        status = dash.locator(STATUS)
+    else:
+        dash, status = run_dashboard_notebook(page, srv, notebook, timer)
+    expect(dash.locator(".ek-view[data-ek-ready='1']")).to_be_visible(timeout=timeout_ms)
+    expect(status).to_contain_text(_STATE_DONE, timeout=timeout_ms)
+    if timer is not None:
+        timer.mark("dashboard_ready")
+    return dash, status

@@ -135,6 +135,27 @@ def start_jupyter_lab(root: Path, workdir: Path, timeout: float = 90) -> Server:
     return srv
 
 
+def start_notebook7(root: Path, workdir: Path, timeout: float = 90) -> Server:
+    """``jupyter notebook`` (Notebook 7) on ``root``, hermetic like Lab; ``window.jupyterapp`` exposed."""
+    port, token = free_port(), secrets.token_hex(16)
+    log = workdir / f"notebook7-{port}.log"
+    cmd = [sys.executable, "-m", "notebook", "--no-browser",          # the `jupyter notebook` entry point
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           "--JupyterNotebookApp.expose_app_in_browser=True", "--LanguageServerManager.autodetect=False"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    proc = subprocess.Popen(cmd, env=jupyter_env(workdir / "jupyter"), cwd=root, stdin=subprocess.DEVNULL,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    srv = Server(proc, port, token, log)
+    try:
+        _wait_http(srv.url("/api/status"), proc, log, timeout)
+    except BaseException:
+        srv.stop()
+        raise
+    return srv
+
+
 _APP_URL = re.compile(r"explainkit app running at (http://\S+)")
 
 

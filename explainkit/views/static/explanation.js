@@ -128,9 +128,11 @@ function featRow(name, value, lo, hi, a, b, color, label) {
   row.append(n, track, v); return row;
 }
 
-function drawTabular(root, p, opacity, mode, vmaxIn) {
+function drawTabular(root, p, opacity, mode, vmaxIn, shared) {
   const n = p.scores.length;
-  let order = Array.from({ length: n }, (_, i) => i).sort((i, j) => Math.abs(p.scores[j]) - Math.abs(p.scores[i]));
+  // a compared map follows the comparison's shared row order (the same feature on the same row in every map)
+  let order = (shared && shared.length === n) ? Array.from(shared)
+    : Array.from({ length: n }, (_, i) => i).sort((i, j) => Math.abs(p.scores[j]) - Math.abs(p.scores[i]));
   const top = order.slice(0, 20), rest = order.slice(20);
   const restSum = rest.reduce((acc, i) => acc + p.scores[i], 0);
   const col = (s) => { const [r, g, b] = colorOf(s >= 0 ? 1 : -1, 1, mode === "absolute" ? "absolute" : "signed"); return `rgb(${r},${g},${b})`; };
@@ -186,14 +188,24 @@ function render({ model, el }) {
       title.append(b, document.createTextNode(`  target ${p.target}  ·  prediction ${p.prediction}  ·  ${mode}`));
       if (p.modality === "image") drawImage(body, p, op, mode, vmax, tip);
       else if (p.modality === "text") drawText(body, p, op, mode, vmax, tip);
-      else drawTabular(body, p, op, mode, vmax);
+      else drawTabular(body, p, op, mode, vmax, model.get("order"));
     }
     el.dataset.ekKey = model.get("key");
     el.dataset.ekMode = mode;
     el.dataset.ekModality = (p && p.modality) || "";
     el.dataset.ekReady = "1";
   }
-  for (const t of ["payload", "mode", "opacity", "vmax", "key"]) model.on(`change:${t}`, draw);
+  for (const t of ["payload", "mode", "opacity", "vmax", "key", "order"]) model.on(`change:${t}`, draw);
+  // anywidget applies _dom_classes only when the view is created: later add_class/remove_class calls (the
+  // "previous sample / parameters" marks while a job runs) are mirrored here
+  let classes = [];
+  const syncClasses = () => {
+    const now = model.get("_dom_classes") || [];
+    classes.filter((c) => !now.includes(c)).forEach((c) => el.classList.remove(c));
+    now.forEach((c) => el.classList.add(c)); classes = now;
+  };
+  model.on("change:_dom_classes", syncClasses);
+  syncClasses();
   draw();
 }
 export default { render };
