@@ -19,6 +19,7 @@ from explainkit.views import state as st
 from explainkit.views import widgets as views
 from explainkit.views.audit import AuditPanel
 from explainkit.views.panels import _ENV, _T, PanelsMixin
+from explainkit.views.whatif import WhatIfPanel
 from explainkit.views.widgets import (
     build_attention_panel,
     build_browser,
@@ -130,14 +131,15 @@ class Dashboard(PanelsMixin, W.VBox):
         self.status.add_class("ek-status")
         self._wire()
         self.audit = AuditPanel(self)          # the dataset-level audit (explainkit.views.audit)
+        self.whatif = WhatIfPanel(self)        # edit a sample, re-predict, re-explain (explainkit.views.whatif)
         self._show_form(default)
 
     def _layout(self):
         left = W.VBox([_title("Samples"), self.b.filters, self.b.grid, self.b.pager],
                       layout=W.Layout(width="46%", min_width="360px"))
-        right = W.VBox([_title("Prediction"), self.b.prediction, _title("Explain"), self.e.controls,
-                        self.e.params, self.e.run_row, self.error, self.e.view_controls, self.e.view,
-                        self.e.custom, self.e.quality_row, self.e.export_row, self.status],
+        right = W.VBox([_title("Prediction"), self.b.prediction, self.whatif.panel, _title("Explain"),
+                        self.e.controls, self.e.params, self.e.run_row, self.error, self.e.view_controls,
+                        self.e.view, self.e.custom, self.e.quality_row, self.e.export_row, self.status],
                        layout=W.Layout(width="54%", padding="0 0 0 12px"))
         for box in (left, right):
             box.add_class("ek-card")
@@ -235,8 +237,8 @@ class Dashboard(PanelsMixin, W.VBox):
         br, b = self.browser, self.b
         idx = br.page_indices()
         with b.grid.hold_sync():
-            b.grid.items = views.grid_items(idx, self.dataset, self.predictions, self.model.classes,
-                                            self.model.modality)
+            b.grid.items = self.whatif.mark(views.grid_items(idx, self.dataset, self.predictions,
+                                                             self.model.classes, self.model.modality))
             self._quiet = True
             b.grid.selected = self.selected_index if self.selected_index is not None else -1
             self._quiet = False

@@ -244,8 +244,10 @@ class PanelsMixin:
         params = ", ".join(f"{k}={v}" for k, v in sorted((exp.params or {}).items())) or "no parameters"
         q = self.last_quality
         trust = plain(q, exp)["verdict"] if q is not None else "not computed"
-        return (f"sample #{exp.sample_index} · {exp.method} ({params}) · seed {exp.seed} · model {exp.model_name} "
-                f"{(exp.model_hash or '')[:12]} · trust: {trust}")
+        edit = getattr(getattr(self, "whatif", None), "edits", {}).get(exp.sample_index)   # a what-if copy
+        edited = f" (edited copy of #{edit.parent}: {edit.what})" if edit is not None else ""
+        return (f"sample #{exp.sample_index}{edited} · {exp.method} ({params}) · seed {exp.seed} · "
+                f"model {exp.model_name} {(exp.model_hash or '')[:12]} · trust: {trust}")
 
     def _shown_scale(self) -> dict:
         """``vmax=`` of the view on screen (a shared scale, or the view's own), so the export matches it."""

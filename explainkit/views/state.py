@@ -120,6 +120,7 @@ class Browser:
         self.sort = SortKey.INDEX
         self.page = 0
         self.subset: np.ndarray | None = None     # a boolean mask from the audit panel (cell, region, slice)
+        self.follow: dict[int, int] = {}          # what-if: an edited copy -> its original, listed right after it
         self._indices: np.ndarray | None = None
 
     def set(self, **changes) -> None:
@@ -171,6 +172,10 @@ class Browser:
             idx = idx[np.argsort(-p.confidence[idx], kind="stable")]
         elif self.sort is SortKey.LOSS_DESC:
             idx = idx[np.argsort(-p.loss[idx], kind="stable")]
+        if self.follow:                           # each original, then its edited copies (in the order made)
+            pos = {int(i): k for k, i in enumerate(idx)}
+            first = [pos.get(self.follow.get(int(i), -1), k) for k, i in enumerate(idx)]
+            idx = idx[np.lexsort(([int(i) if int(i) in self.follow else -1 for i in idx], first))]
         return idx
 
     @property

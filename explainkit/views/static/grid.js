@@ -29,6 +29,14 @@ function confBar(conf) {
   bar.appendChild(fill); return bar;
 }
 
+// a what-if copy (explainkit.views.whatif): marked "edited" (badge first in `where`), its original's index, the edit
+function markEdited(node, where, it) {
+  if (it.edited == null) return;
+  node.classList.add("ek-edited"); node.dataset.ekParent = String(it.edited);
+  const badge = document.createElement("span"); badge.className = "ek-edited-badge"; badge.textContent = "edited";
+  badge.title = `edited copy of #${it.edited}: ${it.note}`; where.prepend(badge);
+}
+
 function render({ model, el }) {
   el.classList.add("ek-grid-view");
   const root = document.createElement("div");
@@ -56,7 +64,7 @@ function render({ model, el }) {
         const meta = document.createElement("div"); meta.className = "ek-meta";
         const idx = document.createElement("span"); idx.className = "ek-idx"; idx.textContent = `#${it.index}`;
         const lab = document.createElement("span"); lab.textContent = `${it.label}→${it.pred}`;
-        meta.append(idx, lab, verdict(it)); tile.appendChild(meta);
+        meta.append(idx, lab, verdict(it)); tile.appendChild(meta); markEdited(tile, idx, it);
         if (it.conf != null) tile.appendChild(confBar(it.conf));
         tile.addEventListener("click", () => select(it.index));
         root.appendChild(tile);
@@ -78,7 +86,7 @@ function render({ model, el }) {
         const pred = document.createElement("span"); pred.append(document.createTextNode(it.pred + " "), verdict(it));
         const conf = document.createElement("span");
         conf.textContent = it.conf != null ? `${(it.conf * 100).toFixed(1)}%` : "";
-        row.append(idx, txt, lab, pred, conf);
+        row.append(idx, txt, lab, pred, conf); markEdited(row, txt, it);
         row.addEventListener("click", () => select(it.index));
         root.appendChild(row);
       }
