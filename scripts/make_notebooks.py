@@ -315,6 +315,7 @@ from explainkit.errors import ExplainKitError
 
 model_spec = os.environ.get("EXPLAINKIT_APP_MODEL", "sample:mnist-cnn")
 data_spec = os.environ.get("EXPLAINKIT_APP_DATA", "sample")
+compare_spec = os.environ.get("EXPLAINKIT_APP_COMPARE", "")   # --compare-model: two models side by side
 problem = None
 try:
     model = resolve_model(model_spec)
@@ -325,7 +326,8 @@ try:
                 prompts = [line.strip() for line in f if line.strip()] or None
         app = ek.Dashboard(model, prompts)
     else:
-        app = ek.Dashboard(model, resolve_data(data_spec, model))
+        models = [model, resolve_model(compare_spec)] if compare_spec else model
+        app = ek.Dashboard(models, resolve_data(data_spec, model))
 except ExplainKitError as e:   # shown as one clear message; the app never shows tracebacks
     problem = str(e)
 except Exception as e:  # noqa: BLE001 - any other load failure: still one message in the panel, not a cell error

@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("app", help="serve the dashboard as a standalone app (Voila) on 127.0.0.1")
     _model_arg(p)
+    p.add_argument("--compare-model", default=None, metavar="MODEL",
+                   help="a second model (sample:NAME or a checkpoint directory) shown side by side with --model")
     p.add_argument("--data", default="sample")
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="bind address (default loopback only)")

@@ -3,7 +3,8 @@
 The notebook ships inside the package (``explainkit/static/app.ipynb``, generated from the same source as
 ``notebooks/dashboard.ipynb`` by ``scripts/make_notebooks.py``). It is copied to a private temp dir for
 each run, so the app works from an editable install, a wheel, or a read-only site-packages. The model and
-data choices reach the kernel through the environment (``EXPLAINKIT_APP_MODEL``, ``EXPLAINKIT_APP_DATA``).
+data choices reach the kernel through the environment (``EXPLAINKIT_APP_MODEL``, ``EXPLAINKIT_APP_DATA``, and
+``EXPLAINKIT_APP_COMPARE`` for a second model shown side by side).
 
 The token never appears on a command line (``/proc/<pid>/cmdline`` is readable by every local user): it is
 written to ``voila.json`` (mode 0600) in that private temp dir, which is Voila's working directory and so its
@@ -31,13 +32,14 @@ from pathlib import Path
 
 from explainkit.errors import DataError, ExplainKitError, MissingDependencyError, ParameterError
 
-__all__ = ["APP_NOTEBOOK", "ENV_MODEL", "ENV_DATA", "AppConfig", "KernelLimitError", "check_bind",
+__all__ = ["APP_NOTEBOOK", "ENV_MODEL", "ENV_DATA", "ENV_COMPARE", "AppConfig", "KernelLimitError", "check_bind",
            "check_port", "voila_command", "write_server_config", "serve", "DEFAULT_MAX_KERNELS",
            "DEFAULT_CULL_IDLE_TIMEOUT"]
 
 APP_NOTEBOOK = Path(__file__).with_name("static") / "app.ipynb"
 ENV_MODEL = "EXPLAINKIT_APP_MODEL"
 ENV_DATA = "EXPLAINKIT_APP_DATA"
+ENV_COMPARE = "EXPLAINKIT_APP_COMPARE"      # a second model: the two side by side ("" = one model)
 READY_PATH = "/voila/static/extension.js"   # a static file: probing "/" would start a kernel
 _READY_TIMEOUT_S = 120
 TEMPLATE = "explainkit"
@@ -69,6 +71,7 @@ class AppConfig:
     loopback: bool
     max_kernels: int = DEFAULT_MAX_KERNELS
     cull_idle_timeout: int = DEFAULT_CULL_IDLE_TIMEOUT
+    compare: str = ""
 
     @property
     def url(self) -> str:
@@ -245,15 +248,16 @@ def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 def serve(model: str = "sample:mnist-cnn", data: str = "sample", *, ip: str = "127.0.0.1", port: int = 8866,
           open_browser: bool = True, allow_remote: bool = False, max_kernels: int = DEFAULT_MAX_KERNELS,
-          cull_idle_timeout: int = DEFAULT_CULL_IDLE_TIMEOUT) -> int:
+          cull_idle_timeout: int = DEFAULT_CULL_IDLE_TIMEOUT, compare: str | None = None) -> int:
     """Run the dashboard app until interrupted; returns the exit code.
 
     At most ``max_kernels`` kernels run at once (each page load starts one; a page beyond the cap gets
     HTTP 503 with the fix); a kernel with no open page is shut down after ``cull_idle_timeout`` idle
     seconds (0: never).
 
-    ``model`` and ``data`` are the command line's specs, checked and made absolute by the CLI
-    (``explainkit.cli.specs.check_specs``); they reach the app's kernel through its environment.
+    ``model``, ``data`` and ``compare`` (a second model, shown side by side) are the command line's specs,
+    checked and made absolute by the CLI (``explainkit.cli.specs.check_specs``); they reach the app's kernel
+    through its environment.
     """
     try:
         import voila  # noqa: F401
@@ -267,7 +271,8 @@ def serve(model: str = "sample:mnist-cnn", data: str = "sample", *, ip: str = "1
     check_port(ip, port)
     check_limits(max_kernels, cull_idle_timeout)
     config = AppConfig(model=model, data=data, ip=ip, port=port, token=secrets.token_urlsafe(24),
-                       loopback=loopback, max_kernels=max_kernels, cull_idle_timeout=cull_idle_timeout)
+                       loopback=loopback, max_kernels=max_kernels, cull_idle_timeout=cull_idle_timeout,
+                       compare=compare or "")
     if not loopback:
         bar = "!" * 78
         print(f"{bar}\nWARNING: explainkit app is listening on {ip}, NOT loopback only.\n"
@@ -275,7 +280,7 @@ def serve(model: str = "sample:mnist-cnn", data: str = "sample", *, ip: str = "1
               "through the Jupyter kernel. Use it only on a trusted network; prefer an SSH tunnel.\n"
               f"{bar}", file=sys.stderr, flush=True)
     env = dict(os.environ)
-    env[ENV_MODEL], env[ENV_DATA] = config.model, config.data
+    env[ENV_MODEL], env[ENV_DATA], env[ENV_COMPARE] = config.model, config.data, config.compare
     with tempfile.TemporaryDirectory(prefix="explainkit-app-") as tmp:
         notebook = Path(tmp) / "explainkit.ipynb"
         shutil.copyfile(APP_NOTEBOOK, notebook)
@@ -291,7 +296,8 @@ def serve(model: str = "sample:mnist-cnn", data: str = "sample", *, ip: str = "1
         try:
             _wait_ready(f"http://127.0.0.1:{port}" if config.ip in ("0.0.0.0", "localhost")
                         else config.url.split("/?")[0], proc, _READY_TIMEOUT_S)
-            print(f"explainkit app: model {config.model}, data {config.data}", flush=True)
+            print(f"explainkit app: model {config.model}" + (f" vs {config.compare}" if config.compare else "")
+                  + f", data {config.data}", flush=True)
             print(f"explainkit app running at {config.url}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
             if open_browser:

@@ -37,9 +37,9 @@ INITIAL_WAIT_S = 30.0     # the first explanation is awaited this long at constr
 class Dashboard(PanelsMixin, W.VBox):
     """Browse a data set's predictions and explain any sample with any applicable explainer."""
 
-    def __new__(cls, model=None, *args, **kwargs):      # a language model: the generation dashboard instead
-        from explainkit.views import gen_dashboard as gen
-        return gen.GenerationDashboard(model, *args, **kwargs) if gen.is_language_model(model) else super().__new__(cls)
+    def __new__(cls, model=None, *args, **kwargs):      # a language model or [model_a, model_b]: another dashboard
+        from explainkit.views import pair
+        return pair.dispatch(cls, model, *args, **kwargs) or super().__new__(cls)
 
     def __init__(self, model, dataset=None, methods=None, *, registry=None, page_size: int = 24,
                  seed: int = 0, auto: bool = True, quality: bool = True):
