@@ -25,9 +25,13 @@ The game ``v: {0,1}^M -> R`` is solved by the constrained weighted regression of
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import copy
 import functools
 import itertools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +43,10 @@ __all__ = ["KERNEL", "LEVERAGE", "SAMPLERS", "Estimate", "estimate", "exact_budg
 KERNEL, LEVERAGE = "kernel", "leverage"
 SAMPLERS = (KERNEL, LEVERAGE)
 LISTED = 4_096         # strata with at most this many pairs are drawn from a shuffled list of all of them
-CHUNK = 256            # candidates per draw from a large stratum's random stream
+CHUNK = 256            # candidates per draw from a large stratum's random stream, at most
+MIN_CHUNK = 16         # and at least
 FIRST_ROUND = 256      # coalitions in the first round of a tolerance run (at least 4 per unit)
+SERIAL_BLAS = 1 << 22  # designs (pairs x units) up to this size are fitted on one BLAS thread
 
 
 @dataclass
@@ -73,6 +79,73 @@ def _every_pair(m: int, k: int) -> np.ndarray:
     return z
 
 
+@functools.lru_cache(maxsize=64)
+def _shuffled(m: int, k: int, seed: int) -> np.ndarray:
+    """Every pair of sizes {k, M-k} in the order of a fresh stratum stream's first permutation, read-only
+    (a request's strata, and the next request with the same seed, reuse it instead of reshuffling)."""
+    z = _every_pair(m, k)
+    z = z[np.random.default_rng([seed, m, k]).permutation(len(z))]
+    z.flags.writeable = False
+    return z
+
+
+class _Stream:
+    """A large stratum's random stream: its distinct random subsets in order of drawing, extended on demand. It
+    depends on the seed, M and k alone, so it is kept for the next request with the same seed (a report's
+    samples, a benchmark's turns) instead of being drawn again (see :func:`_stream`)."""
+
+    def __init__(self, m: int, k: int, seed: int):
+        self.m, self.k, self.half = m, k, 2 * k == m
+        self.rng = np.random.default_rng([seed, m, k])
+        self.drawn = np.zeros((0, m), dtype=bool)
+        self.keys: set = set()
+        self.lock = threading.Lock()
+
+    def first(self, n: int) -> np.ndarray:
+        """At least the first ``n`` subsets (all drawn so far), read-only."""
+        with self.lock:
+            rows, have = [self.drawn], len(self.drawn)
+            while have < n:                                   # random subsets, duplicates dropped
+                # the stream is the same however it is cut (rows of uniforms, one subset per row), so draw
+                # about what is missing (a stratum asked for 5 pairs does not sort 256 candidates)
+                size = min(CHUNK, max(MIN_CHUNK, 2 * (n - have)))
+                idx = np.argsort(self.rng.random((size, self.m)), axis=1)[:, : self.k]
+                z = np.zeros((size, self.m), dtype=bool)
+                np.put_along_axis(z, idx, True, axis=1)
+                if self.half:                                 # one representative per pair: unit 0 present
+                    z[~z[:, 0]] ^= True
+                fresh = []
+                for i, key in enumerate(np.packbits(z, axis=1)):
+                    b = key.tobytes()
+                    if b not in self.keys:
+                        self.keys.add(b)
+                        fresh.append(i)
+                rows.append(z[fresh])
+                have += len(fresh)
+            if len(rows) > 1:
+                self.drawn = np.concatenate(rows)
+                self.drawn.flags.writeable = False
+            return self.drawn
+
+
+_STREAMS: "collections.OrderedDict[tuple, _Stream]" = collections.OrderedDict()
+_STREAMS_LOCK = threading.Lock()
+MAX_STREAMS = 64             # streams kept between requests (least recently used dropped)
+STREAM_BYTES = 1 << 20       # a stream that grew past this is not kept
+
+
+def _stream(m: int, k: int, seed: int) -> _Stream:
+    """The kept stream of (seed, M, k), or a new one."""
+    key = (seed, m, k)
+    with _STREAMS_LOCK:
+        stream = _STREAMS.pop(key, None) or _Stream(m, k, seed)
+        if stream.drawn.nbytes <= STREAM_BYTES:
+            _STREAMS[key] = stream
+            while len(_STREAMS) > MAX_STREAMS:
+                _STREAMS.popitem(last=False)
+    return stream
+
+
 class _Stratum:
     """The pairs of coalition sizes {k, M-k}: how many there are, their kernel mass, and a nested sampler."""
 
@@ -83,17 +156,9 @@ class _Stratum:
         w = (m - 1) / (k * (m - k))                           # Shapley-kernel mass of one size
         self.mass = w if self.half else 2 * w
         self.sizes = 1 if self.half else 2
-        self.seed, self._rng = int(seed) % 2 ** 32, None
+        self.seed, self._stream = int(seed) % 2 ** 32, None
         self.drawn = np.zeros((0, m), dtype=bool)
-        self.keys: set = set()
         self.order, self.shuffle = None, shuffle
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """This stratum's own random stream (made on first use)."""
-        if self._rng is None:
-            self._rng = np.random.default_rng([self.seed, self.m, self.k])
-        return self._rng
 
     def first(self, n: int) -> np.ndarray:
         """The first ``n`` distinct pairs of this stratum's random stream, one coalition of each: ``[n, M]``."""
@@ -102,8 +167,16 @@ class _Stratum:
             return self.drawn[:n]
         if self.n_pairs <= LISTED or n >= self.n_pairs:      # a shuffled list of every pair
             if self.order is None:
-                z = _every_pair(self.m, self.k)
-                z = z[self.rng.permutation(len(z))] if self.shuffle else z
+                if self.shuffle and self._stream is None and self.n_pairs <= LISTED:   # the stream's first use
+                    z = _shuffled(self.m, self.k, self.seed)
+                else:
+                    z = _every_pair(self.m, self.k)
+                    if self.shuffle:                          # the stream's generator, where it was drawn from
+                        rng = np.random.default_rng([self.seed, self.m, self.k])
+                        if self._stream is not None:
+                            with self._stream.lock:
+                                rng = copy.deepcopy(self._stream.rng)
+                        z = z[rng.permutation(len(z))]
                 if len(self.drawn):                           # a stream's draws stay first (nested designs)
                     old = {r.tobytes() for r in np.packbits(self.drawn, axis=1)}
                     rest = [r.tobytes() not in old for r in np.packbits(z, axis=1)]
@@ -111,22 +184,50 @@ class _Stratum:
                 self.order = z
             self.drawn = self.order[:n]
             return self.drawn
-        rows = [self.drawn]
-        while sum(len(r) for r in rows) < n:                  # a stream of random subsets, duplicates dropped
-            idx = np.argsort(self.rng.random((CHUNK, self.m)), axis=1)[:, : self.k]
-            z = np.zeros((CHUNK, self.m), dtype=bool)
-            np.put_along_axis(z, idx, True, axis=1)
-            if self.half:                                     # one representative per pair: unit 0 present
-                z[~z[:, 0]] ^= True
-            fresh = []
-            for i, key in enumerate(np.packbits(z, axis=1)):
-                b = key.tobytes()
-                if b not in self.keys:
-                    self.keys.add(b)
-                    fresh.append(i)
-            rows.append(z[fresh])
-        self.drawn = np.concatenate(rows)
+        if self._stream is None:
+            self._stream = _stream(self.m, self.k, self.seed)
+        self.drawn = self._stream.first(n)
+        if self.drawn.nbytes > STREAM_BYTES:                  # too big to keep for the next request
+            with _STREAMS_LOCK:
+                if _STREAMS.get((self.seed, self.m, self.k)) is self._stream:
+                    del _STREAMS[(self.seed, self.m, self.k)]
         return self.drawn[:n]
+
+
+@functools.lru_cache(maxsize=1)
+def _blas():
+    """numpy's BLAS thread pools (threadpoolctl, which scikit-learn brings), or None without it."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - shap depends on scikit-learn, which depends on threadpoolctl
+        return None
+    return ThreadpoolController().select(user_api="blas")
+
+
+_SERIAL = {"lock": threading.Lock(), "depth": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def _serial_blas(size: int):
+    """One BLAS thread for the fit of a design of about ``size`` entries: at these sizes (the regression is
+    P x (M + terms)) a second thread only spins, tripling the CPU time, and crawls on a busy machine. The
+    limit is process-wide, so overlapping fits (threads) share it: the first sets it, the last restores it."""
+    pools = _blas() if size <= SERIAL_BLAS else None
+    if not pools:
+        yield
+        return
+    with _SERIAL["lock"]:
+        if _SERIAL["depth"] == 0:
+            _SERIAL["limiter"] = pools.limit(limits=1)
+        _SERIAL["depth"] += 1
+    try:
+        yield
+    finally:
+        with _SERIAL["lock"]:
+            _SERIAL["depth"] -= 1
+            if _SERIAL["depth"] == 0:
+                _SERIAL["limiter"].restore_original_limits()
+                _SERIAL["limiter"] = None
 
 
 def _allocate(strata, pairs: int, shares, floor) -> list[int]:
@@ -154,71 +255,74 @@ def _allocate(strata, pairs: int, shares, floor) -> list[int]:
     return alloc
 
 
-def _solve(strata, alloc, values, m, delta, scale=None):
-    """The constrained weighted regression and its sandwich standard errors."""
-    a = np.zeros((m, m))
-    b = np.zeros(m)
-    parts = []
-    for s, n in zip(strata, alloc):
-        if n == 0:
-            continue
-        z = s.first(n).astype(np.float64)
-        y, yc = (v[:n] for v in values[id(s)])
-        w = s.mass / n
-        a += w * 0.5 * (z.T @ z + (1 - z).T @ (1 - z))
-        b += w * 0.5 * (z.T @ y + (1 - z).T @ yc)
-        parts.append((s, n, z, y, yc))
-    ainv = np.linalg.pinv(a, hermitian=True)
+class _Design:
+    """A round's pairs, stacked: the first coalitions ``z [P, M]`` (stratum by stratum), their values and
+    complements' values (minus ``v(0)``), and each stratum's row range, mass, draws and size."""
+
+    def __init__(self, strata, alloc, values):
+        parts = [(s, n) for s, n in zip(strata, alloc) if n]
+        self.mass = np.array([s.mass for s, _ in parts])
+        self.n = np.array([n for _, n in parts])
+        self.sampled = np.array([n < s.n_pairs for s, n in parts])        # enumerated strata: no variance
+        self.fpc = np.array([1.0 - n / s.n_pairs for s, n in parts])
+        self.keys = [id(s) for s, _ in parts]
+        self.start = np.concatenate([[0], np.cumsum(self.n)[:-1]]).astype(np.int64)
+        self.row = np.repeat(np.arange(len(parts)), self.n)                # each pair's stratum
+        self.zb = np.concatenate([s.first(n) for s, n in parts])
+        self.z = self.zb.astype(np.float64)
+        self.y = np.concatenate([values[id(s)][0][:n] for s, n in parts])
+        self.yc = np.concatenate([values[id(s)][1][:n] for s, n in parts])
+        self.weight = (self.mass / self.n)[self.row]                       # a pair's share of its stratum
+
+
+def _solve(d: _Design, m, delta, y=None, yc=None, scale=None):
+    """The constrained weighted regression and its sandwich standard errors (``y, yc``: the values, by default
+    the design's own; ``scale``: each pair's HC2 factor for a fitted surrogate)."""
+    y, yc = (d.y, d.yc) if y is None else (y, yc)
+    z, zc, w = d.z, 1.0 - d.z, 0.5 * d.weight
+    a = (z * w[:, None]).T @ z + (zc * w[:, None]).T @ zc
+    b = z.T @ (w * y) + zc.T @ (w * yc)
+    ainv = kernel_surrogate.spd_inverse(a)
     one = np.ones(m)
     u = ainv @ one
     c = ainv - np.outer(u, u) / (one @ u)                     # constrained inverse: sum(c @ x) = 0
     phi = c @ b + u * (delta / (one @ u))
-    cov, pooled, singles, spread = np.zeros((m, m)), [], [], {}
-    for s, n, z, y, yc in parts:
-        if n >= s.n_pairs:                                    # enumerated: no sampling variance
-            continue
-        h = 0.5 * (z * (y - z @ phi)[:, None] + (1 - z) * (yc - (1 - z) @ phi)[:, None])
+    cov, spread = np.zeros((m, m)), {}
+    rows = d.sampled[d.row]                                   # pairs of sampled strata
+    if rows.any():
+        h = 0.5 * (z * (y - z @ phi)[:, None] + zc * (yc - zc @ phi)[:, None])
         if scale is not None:                                 # a fitted surrogate's leverage (HC2)
-            h *= scale[id(s)][:, None]
-        fpc = 1.0 - n / s.n_pairs
-        if n >= 2:
-            hc = h - h.mean(axis=0)
-            pooled.append(hc)
-            per = hc.T @ hc / (n - 1)
-            spread[id(s)] = float(np.trace(c @ per @ c))      # a pair's variance in phi units (Neyman)
-            cov += s.mass ** 2 * fpc * per / n
-        else:
-            singles.append((s, fpc, h))
-    if singles:                                               # one pair: borrow the pooled spread
-        rest = np.concatenate(pooled + [h for *_, h in singles])
-        per = np.cov(rest, rowvar=False).reshape(m, m) if len(rest) > 1 else np.outer(rest[0], rest[0])
-        for s, fpc, _ in singles:
-            cov += s.mass ** 2 * fpc * per
-    used = sum(n for _, n, *_ in parts)                       # pairs; m - 1 free parameters were fitted
+            h *= scale[:, None]
+        many = d.sampled & (d.n >= 2)
+        hc = h - (np.add.reduceat(h, d.start, axis=0) / d.n[:, None])[d.row]
+        pooled = many[d.row]
+        if pooled.any():
+            coef = (d.mass ** 2 * d.fpc / (d.n * np.maximum(d.n - 1, 1)))[d.row]
+            hw = hc[pooled] * np.sqrt(coef[pooled])[:, None]
+            cov += hw.T @ hw
+            var = np.add.reduceat(((hc @ c) ** 2).sum(axis=1), d.start) / np.maximum(d.n - 1, 1)
+            for i in np.flatnonzero(many):                    # a pair's variance in phi units (Neyman)
+                spread[d.keys[i]] = float(var[i])
+        singles = d.sampled & (d.n == 1)
+        if singles.any():                                     # one pair: borrow the pooled spread
+            rest = np.concatenate([hc[pooled], h[singles[d.row]]])
+            per = np.cov(rest, rowvar=False).reshape(m, m) if len(rest) > 1 else np.outer(rest[0], rest[0])
+            cov += float((d.mass[singles] ** 2 * d.fpc[singles]).sum()) * per
+    used = int(d.n.sum())                                     # pairs; m - 1 free parameters were fitted
     if cov.any() and used <= m:                               # residuals of an underdetermined fit say nothing
         return phi, np.full(m, np.inf), spread
     dof = used / (used - (m - 1)) if cov.any() and scale is None else 1.0
-    errors = np.sqrt(np.clip(np.diag(c @ cov @ c) * dof, 0.0, None))
+    errors = np.sqrt(np.clip(((c @ cov) * c).sum(axis=1) * dof, 0.0, None))     # diag(c cov c), c symmetric
     return phi, errors, spread
 
 
-def _adjusted(strata, alloc, values, m, delta):
+def _adjusted(d: _Design, m, delta):
     """The regression-adjusted estimate: :mod:`.kernel_surrogate`'s odd surrogate ``g`` is fitted to the pairs,
     the regression estimates the residual game ``v - g`` alone, and ``g``'s exact Shapley values are added."""
-    parts = [(s, n) for s, n in zip(strata, alloc) if n]
-    z = np.concatenate([s.first(n) for s, n in parts])
-    odd = np.concatenate([0.5 * (values[id(s)][0][:n] - values[id(s)][1][:n]) for s, n in parts])
-    weight = np.concatenate([np.full(n, s.mass / n) for s, n in parts])
-    g = kernel_surrogate.fit(z, odd, weight, sum(n for s, n in parts if n < s.n_pairs))
+    g = kernel_surrogate.fit(d.zb, 0.5 * (d.y - d.yc), d.weight, int(d.n[d.sampled].sum()))
     if g is None:
         return None
-    resid, scale, pos = {}, {}, 0
-    for s, n in parts:
-        y, yc = values[id(s)]
-        gz = g.values[pos:pos + n]
-        resid[id(s)], scale[id(s)] = (y[:n] - gz, yc[:n] + gz), g.scale[pos:pos + n]
-        pos += n
-    phi, errors, spread = _solve(strata, alloc, resid, m, delta - 2.0 * g.full, scale=scale)
+    phi, errors, spread = _solve(d, m, delta - 2.0 * g.full, d.y - g.values, d.yc + g.values, scale=g.scale)
     return phi + g.shapley, errors, spread
 
 
@@ -278,8 +382,10 @@ def estimate(game, m: int, budget: int, *, seed: int = 0, sampler: str = KERNEL,
             out = game(ends)
             base, full = float(out[0]), float(out[1])
         exact = all(n >= s.n_pairs for s, n in zip(strata, alloc))
-        adj = _adjusted(strata, alloc, values, m, full - base) if adjust and not exact else None
-        phi, errors, spread = adj if adj is not None else _solve(strata, alloc, values, m, full - base)
+        design = _Design(strata, alloc, values)
+        with _serial_blas(sum(alloc) * m):
+            adj = _adjusted(design, m, full - base) if adjust and not exact else None
+            phi, errors, spread = adj if adj is not None else _solve(design, m, full - base)
         if exact or r == len(rounds) or float(errors.max()) <= tolerance:
             return Estimate(phi, errors, base, full, spent, sum(2 * n for n in alloc), exact, r)
         shares = _neyman(strata, spread, sampler)

@@ -56,11 +56,13 @@ def scored_units(model, sample) -> np.ndarray | None:
 
 
 def full_keep(z, units, n: int) -> np.ndarray:
-    """Keep masks over the players ``[M, U]`` as masks over all ``n`` tokens (the others always kept)."""
-    z = np.asarray(z, dtype=np.float32)
+    """Keep masks over the players ``[M, U]`` as masks over all ``n`` tokens (the others always kept); boolean
+    masks stay boolean (the model's fast path, without a float round trip), others become float32."""
+    z = np.asarray(z)
+    z = z if z.dtype == np.bool_ else z.astype(np.float32, copy=False)
     if units is None:
         return z
-    out = np.ones((len(z), n), dtype=np.float32)
+    out = np.ones((len(z), n), dtype=z.dtype)
     out[:, units] = z
     return out
 
@@ -189,10 +191,7 @@ class KernelShap(Explainer):
         budget = n_samples or (kernel_estimator.exact_budget(m) if m <= MAX_EXACT_DEFAULT else 2 * m + 2048)
         sampler = kernel_estimator.LEVERAGE if estimator == LEVERAGE else kernel_estimator.KERNEL
 
-        def value(z):
-            return game(np.asarray(z, dtype=np.float32))
-
-        est = kernel_estimator.estimate(value, m, budget, seed=seed, sampler=sampler, tolerance=float(tolerance))
+        est = kernel_estimator.estimate(game, m, budget, seed=seed, sampler=sampler, tolerance=float(tolerance))
         extra = {"rounds": est.rounds, "max_error": float(est.errors.max())}
         return est.values, est.errors, est.base, bool(est.exact), int(est.coalitions), extra
 
