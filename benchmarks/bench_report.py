@@ -69,6 +69,31 @@ def captum_occlusion_tuned(model, samples, per_eval=(7, 16, 49)) -> float:
     return best
 
 
+IG_TOLERANCE = 1e-5     # explainkit's IG against captum's: max |difference| / max |captum| per sample
+
+
+def ig_agreement(model, samples, batch=8) -> tuple[list[float], list[float]]:
+    """Per sample, the relative deviation of explainkit's batched IG from captum's ``IntegratedGradients``
+    called per sample with the same settings: max |difference| / max |captum| over its attributions (the
+    check), and sum |difference| / sum |captum| (how much of the map moved: a max-pool tie broken the other
+    way moves one step's gradient by a pixel)."""
+    import numpy as np
+    from captum.attr import IntegratedGradients
+
+    from explainkit.plugins.runner import run_explainer
+
+    ig, devs, l1 = IntegratedGradients(model.module), [], []
+    for i in range(0, len(samples), batch):
+        for s, exp in zip(samples[i:i + batch], run_explainer("integrated_gradients", model, samples[i:i + batch])):
+            x, base = s.tensor.unsqueeze(0), model.baseline_tensor(s).unsqueeze(0)
+            ref = ig.attribute(x, baselines=base, target=exp.target, n_steps=50, method="gausslegendre")
+            ref = ref[0].detach().double().numpy()
+            diff = np.abs(np.asarray(exp.attributions) - ref)
+            devs.append(float(diff.max() / np.abs(ref).max()))
+            l1.append(float(diff.sum() / np.abs(ref).sum()))
+    return devs, l1
+
+
 def batched(model, samples, batch=8):
     from explainkit.plugins.runner import run_explainer
 
@@ -115,6 +140,11 @@ def main() -> None:
               f" {loop_total[m] / fast[m]:8.2f}x")
     lt, ft = sum(loop_total.values()), sum(fast.values())
     print(f"{'all three':22} {lt:14.2f} {'':17} {ft:21.2f} {lt / ft:8.2f}x")
+    devs, l1 = ig_agreement(model, samples)
+    bad = sum(d > IG_TOLERANCE for d in devs)
+    print(f"integrated_gradients against captum's, per sample: max relative deviation {max(devs):.2e}, median "
+          f"{statistics.median(devs):.2e}; {len(devs) - bad}/{len(devs)} samples within {IG_TOLERANCE:g}: "
+          f"{'ok' if not bad else 'FAILED'}; sum |difference| / sum |captum| at most {max(l1):.2e}")
     tuned = captum_occlusion_tuned(model, samples)
     print(f"{'occlusion, captum loop at its best perturbations_per_eval':54} {tuned:8.2f}s  "
           f"explainkit {fast['occlusion']:.2f}s"
