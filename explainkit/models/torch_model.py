@@ -13,6 +13,7 @@ from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import InputError, ModelError, ShapeError
 from explainkit.models.adapter import ModelAdapter, _softmax
 from explainkit.models.masked import as_keep, binary, plan, run_plan, unique_rows
+from explainkit.models.prefix_sharing import predict as prefix_predict
 
 __all__ = ["TorchModel"]
 _as_keep, _unique_rows = as_keep, unique_rows      # the names other modules imported before
@@ -274,7 +275,10 @@ class TorchModel(ModelAdapter):
         def run(tensors, owners):
             if incremental:
                 return self._predict_incremental(tensors[0].to(dev), owners, logits=logits)
-            return self.predict_tensor(*(t.to(dev) for t in tensors), batch_size=batch_size, logits=logits)
+
+            def plain(rows=slice(None)):
+                return self.predict_tensor(*(t[rows].to(dev) for t in tensors), batch_size=batch_size, logits=logits)
+            return prefix_predict(self, tensors[0], tensors[1], logits, plain) if text else plain()
 
         row_bytes = 24 * width if text else 4 * int(torch.as_tensor(samples[0].tensor).numel())
         out = run_plan(parts, lambda p, k: self._masked_rows(p[0], p[1], p[2], k, p[4], width), run,

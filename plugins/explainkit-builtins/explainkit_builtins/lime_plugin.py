@@ -186,7 +186,9 @@ class Lime(Explainer):
         data = np.ones((n_samples, d))
         for i, size in enumerate(sizes, start=1):
             data[i, rs.permutation(d)[:size]] = 0
-        labels = model.predict_masked(sample, full_keep(data, units, sample.n_units) > 0.5, batch_size=BATCH)
+        # all copies in one request (token rows are small): an LSTM shares their common prefixes across all
+        labels = model.predict_masked(sample, full_keep(data, units, sample.n_units) > 0.5,
+                                      batch_size=max(BATCH, n_samples))
         yss = labels if model.task is Task.CLASSIFICATION else np.asarray(labels)[:, None]
         distances = pairwise_distances(data, data[:1], metric=COSINE).ravel() * 100
         base = lime.lime_base.LimeBase(_kernel(kernel_width or TEXT_KERNEL_WIDTH), random_state=rs)
