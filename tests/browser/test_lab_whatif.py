@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from driver import STATUS, canvas_digest, kernel_eval, run_dashboard_notebook, wait_done
+from driver import canvas_digest, kernel_eval, open_dashboard, run_dashboard_notebook, wait_done
 from ekserver import ARTIFACTS, app_running
 from playwright.sync_api import expect
 
@@ -222,10 +222,7 @@ def test_brush_erase_makes_an_edited_copy_in_lab(lab_server, page, timer):
 
 def test_brush_erase_in_the_app(tmp_path, page, timer):
     with app_running(tmp_path, "--model", "sample:mnist-cnn", timer=timer) as srv:
-        page.goto(srv.app_url, wait_until="commit", timeout=120_000)
-        dash = page.locator(".ek-dashboard")
-        expect(dash).to_be_visible(timeout=120_000)
-        status = dash.locator(STATUS)
+        dash, status = open_dashboard(page, srv)
         wait_done(status, sample=0)
         brush = dash.locator(".ek-whatif-brush[data-ek-ready='1']")
         expect(brush).to_have_attribute("data-ek-index", "0")
@@ -265,10 +262,7 @@ def test_brush_erase_in_the_app(tmp_path, page, timer):
 
 def test_text_edit_in_the_app(tmp_path, page, timer):
     with app_running(tmp_path, "--model", "sample:sst2-lstm", timer=timer) as srv:
-        page.goto(srv.app_url, wait_until="commit", timeout=120_000)
-        dash = page.locator(".ek-dashboard")
-        expect(dash).to_be_visible(timeout=120_000)
-        status = dash.locator(STATUS)
+        dash, status = open_dashboard(page, srv)
         wait_done(status, sample=0)
         text = dash.locator(".ek-whatif-text textarea")
         expect(text).to_have_value(re.compile("charming"))
@@ -289,10 +283,7 @@ def test_text_edit_in_the_app(tmp_path, page, timer):
 
 def test_slider_edit_of_a_regression_in_the_app(tmp_path, page, timer):
     with app_running(tmp_path, "--model", "sample:diabetes-mlp", timer=timer) as srv:
-        page.goto(srv.app_url, wait_until="commit", timeout=120_000)
-        dash = page.locator(".ek-dashboard")
-        expect(dash).to_be_visible(timeout=120_000)
-        status = dash.locator(STATUS)
+        dash, status = open_dashboard(page, srv)
         wait_done(status, sample=0)
         panel = dash.locator(".ek-whatif")
         panel.locator(".ek-whatif-feature select").select_option(label="bmi")

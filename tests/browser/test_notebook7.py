@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from driver import KERNEL_READY_JS, STARTED_JS, STATUS, canvas_digest, wait_done
+from driver import KERNEL_READY_JS, STATUS, canvas_digest, run_all, wait_done
 from ekserver import ARTIFACTS, start_notebook7
 from playwright.sync_api import expect
 
@@ -34,17 +34,7 @@ def test_dashboard_in_notebook7(notebook7, page, timer):
     assert page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"
     page.wait_for_function(KERNEL_READY_JS, arg=NAME, timeout=90_000)
     timer.mark("kernel_idle")
-    for attempt in range(3):          # under load the command can land before the panel is wired; retry
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        try:
-            page.wait_for_function(STARTED_JS, timeout=20_000)
-            break
-        except Exception:  # noqa: BLE001 - playwright TimeoutError: nothing started yet
-            if attempt == 2:
-                raise
-    expect(nb.locator(".jp-OutputArea-output", has_text="ALL CELLS DONE")).to_be_visible(timeout=180_000)
-    assert nb.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                      has_text="Traceback").count() == 0
+    run_all(page, nb)
     timer.mark("notebook_ran")
 
     dash = nb.locator(".ek-dashboard")
