@@ -23,6 +23,15 @@ feature ablation's and Shapley sampling's all-kept copy) is not computed again: 
 taken as they are, and its cache is the first source (``remember``; forgotten when a weight changes in place).
 Scoring runs the fused SDPA attention kernel with the 4-D mask as ``attn_mask`` where the model is loaded eager
 (``_fused_attention``: restored afterwards); at one row it is no faster than eager, batched it is.
+
+Packed (tree) passes, the default: consecutive copies go into ONE row, each copy contributing only the tokens it
+does not share with the previous copy (its segment: the rest of its prompt and the answer but its last token),
+at its own ``position_ids``. A copy's shared prefix may lie in the source cache or in the segments of earlier
+copies of the same pass, so a whole stretch of the trie is computed in one pass, every trie node once, without
+padding and without "extend" passes. Attention runs per segment (``_tree_attention``, registered with
+transformers' ``AttentionInterface``): a segment's queries read exactly its own copy's keys (gathered by column),
+causally, so no masked-out column is ever computed (a dense tree mask over the packed row would cost more
+attention than the padding it saves). ``EXPLAINKIT_LLM_PACKING=rows`` keeps the padded batches above.
 """
 from __future__ import annotations
 
@@ -31,10 +40,12 @@ import os
 
 import numpy as np
 
-__all__ = ["score_masked", "plan_batches", "sequences_of"]
+__all__ = ["score_masked", "plan_batches", "plan_packed", "sequences_of"]
 
 _PASS_TOKENS = 32          # fixed cost of one forward pass, in token positions (measured on a 2-core CPU)
 _MAX_TOKENS = 4096         # positions per batch beyond which batching gains nothing
+_TREE = "explainkit_tree"  # the attention implementation of packed passes (per-segment attention)
+_segments: list = []       # the pass in flight: per segment (start, length, key columns, query-key mask)
 
 
 def _sequences(enc, keeps):
@@ -169,6 +180,92 @@ def _batch_inputs(torch, seqs, i, reuse, ans, pad):
     return x, tails, pos, mask[:, None]
 
 
+def plan_packed(seqs, n_answer: int, max_tokens: int, max_copies: int = 10 ** 9, start: int = 0, lcp0: int = 0):
+    """Packed passes ``(start, stop, reuse)`` over ``seqs`` in order: consecutive copies while their segments
+    (a copy's tokens after the ``reuse[r]`` it shares with the previous copy, and the answer but its last token)
+    total at most ``max_tokens`` (a single copy may exceed it) and at most ``max_copies`` copies."""
+    lcp = [lcp0] + [_lcp(seqs[k - 1], seqs[k]) for k in range(1, len(seqs))]
+    reuse = [min(lcp[k], len(seqs[k]) - 1) for k in range(len(seqs))]
+    plans, i = [], start
+    while i < len(seqs):
+        j, total = i, 0
+        while j < len(seqs) and j - i < max_copies:
+            width = len(seqs[j]) - reuse[j] + n_answer - 1
+            if j > i and total + width > max_tokens:
+                break
+            total, j = total + width, j + 1
+        plans.append((i, j, reuse[i:j]))
+        i = j
+    return plans
+
+
+def _tree_attention(module, query, key, value, attention_mask=None, dropout=0.0, scaling=None, **_):
+    """Attention of a packed pass, segment by segment (``_segments``): each segment's queries ``[1, H, s, D]``
+    read only the key columns of its own copy (its shared prefix wherever it lies, then itself, causally)."""
+    import torch
+    gqa = key.shape[1] != query.shape[1]
+    outs = [torch.nn.functional.scaled_dot_product_attention(
+        query[:, :, o:o + n], key.index_select(2, cols), value.index_select(2, cols), attn_mask=mask,
+        is_causal=mask is None, scale=scaling, enable_gqa=gqa) for o, n, cols, mask in _segments]
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+@contextlib.contextmanager
+def _tree_passes(lm):
+    """While packed passes run: the model's attention is :func:`_tree_attention` (restored afterwards, under
+    the model lock, which also guards ``_segments``)."""
+    from transformers import AttentionInterface
+
+    from explainkit.concurrency import MODEL_LOCK
+    if _TREE not in AttentionInterface._global_mapping:
+        AttentionInterface.register(_TREE, _tree_attention)
+    cfg = lm.module.config
+    with MODEL_LOCK:
+        was = getattr(cfg, "_attn_implementation", None)
+        cfg._attn_implementation = _TREE
+        try:
+            yield
+        finally:
+            cfg._attn_implementation = was
+            _segments.clear()
+
+
+def _score_tree(lm, seqs, out, prev, plans, ans):
+    """Packed passes (see the module docstring); ``prev``: per layer (keys, values) of the previous copy."""
+    from transformers import DynamicCache
+    torch = lm.torch
+    base, kw = lm.module.base_model, lm._cache_kw()
+    head = lm.module.get_output_embeddings()
+    n_ans = len(ans)
+    from tqdm.auto import tqdm
+    bar = tqdm(plans, desc=f"{lm.name}: {len(seqs)} masked copies", unit="pass", leave=False,
+               disable=None if len(plans) > 2 else True)          # a terminal only (None: off when not a tty)
+    for i, j, reuse in bar:
+        cached = prev[0][0].shape[2] if prev else 0
+        cols_prev, toks, pos, answer_at, off = np.arange(cached), [], [], [], 0
+        _segments.clear()
+        for r in range(i, j):
+            seg = np.concatenate([seqs[r][reuse[r - i]:], ans[:-1]])
+            cols = np.concatenate([cols_prev[:reuse[r - i]], cached + off + np.arange(len(seg))])
+            own = reuse[r - i] + np.arange(len(seg))
+            mask = None if reuse[r - i] == 0 else torch.from_numpy(np.arange(len(cols))[None] <= own[:, None])
+            _segments.append((off, len(seg), torch.from_numpy(cols), mask))
+            toks.append(seg)
+            pos.append(own)
+            answer_at.append(off + len(seg) - n_ans + np.arange(n_ans))
+            cols_prev, off = cols[:len(seqs[r])], off + len(seg)
+        cache = DynamicCache()
+        for li, (k, v) in enumerate(prev or []):
+            cache.update(k, v, li)
+        hidden = base(input_ids=torch.from_numpy(np.concatenate(toks))[None],
+                      position_ids=torch.from_numpy(np.concatenate(pos))[None], **{kw: cache},
+                      use_cache=True).last_hidden_state[0]
+        lp = torch.log_softmax(head(hidden[torch.from_numpy(np.concatenate(answer_at))]).double(), dim=-1)
+        out[i:j] = lp.gather(1, torch.from_numpy(np.tile(ans, j - i)).view(-1, 1)).view(j - i, n_ans).numpy()
+        keep = torch.from_numpy(cols_prev)               # the last copy's prompt, as the next pass's source
+        prev = [(layer.keys.index_select(2, keep), layer.values.index_select(2, keep)) for layer in cache.layers]
+
+
 def score_masked(lm, enc, keeps, answer, batch_size=None) -> np.ndarray:
     """Token log-probabilities ``[M, A]`` of ``answer`` after the prompt with units deleted where
     ``keeps[m, u]`` is False (see the module docstring for how the work is shared). A copy that
@@ -187,11 +284,17 @@ def score_masked(lm, enc, keeps, answer, batch_size=None) -> np.ndarray:
     if known is not None:
         out[0] = known
     cap = batch_size or 10 ** 9
+    ans = np.asarray(answer, dtype=np.int64)
+    if os.environ.get("EXPLAINKIT_LLM_PACKING", "tree") == "tree":
+        longest = max(len(q) for q in seqs) + n_ans
+        plans = plan_packed(seqs, n_ans, min(_MAX_TOKENS, lm.batch_rows(longest) * longest), cap, start, lcp0)
+        with _tree_passes(lm), torch.inference_mode():
+            _score_tree(lm, seqs, out, prev, plans, ans)
+        return out[where]
     plans = plan_batches(seqs, n_ans, lambda length: min(cap, lm.batch_rows(length)), start=start, lcp0=lcp0)
     base, kw = lm.module.base_model, lm._cache_kw()
     head = lm.module.get_output_embeddings()
     pad = min(lm.eos_ids) if lm.eos_ids else 0
-    ans = np.asarray(answer, dtype=np.int64)
     from tqdm.auto import tqdm
     bar = tqdm(plans, desc=f"{lm.name}: {len(seqs)} masked copies", unit="batch", leave=False,
                disable=None if len(plans) > 2 else True)          # a terminal only (None: off when not a tty)
