@@ -140,7 +140,9 @@ def test_gradients_attention_and_memory_batching(lm, monkeypatch):
     ig = ek.explain(lm, PROMPT, method="lm_integrated_gradients", target=FORCED, units="tokens", n_steps=4)
     monkeypatch.setenv("EXPLAINKIT_LLM_MEMORY", "1")        # one path point per batch
     ig1 = ek.explain(lm, PROMPT, method="lm_integrated_gradients", target=FORCED, units="tokens", n_steps=4)
-    np.testing.assert_allclose(ig.matrix, ig1.matrix, rtol=1e-4, atol=1e-5)
+    # float32: the same path points in batches of other sizes round differently (1.1e-4 of the largest score on
+    # an AVX-512 EPYC, 1e-5 on the CPU these tests were first run on)
+    np.testing.assert_allclose(ig.matrix, ig1.matrix, rtol=0, atol=5e-4 * np.abs(ig1.matrix).max())
     assert ig.matrix.shape == (len(ig.answer_tokens), len(ig.unit_texts)) and np.abs(ig.matrix).sum() > 0
     ixg = ek.explain(lm, PROMPT, method="lm_input_x_gradient", target=FORCED, units="sentences")
     assert ixg.unit_texts == [PROMPT] and np.isfinite(ixg.scores).all()
@@ -233,7 +235,9 @@ def test_gradients_match_captum_layer_attributions(lm):
     ixg = ek.explain(lm, PROMPT, method="lm_input_x_gradient", target=FORCED, units="words")
     ref = LLMGradientAttribution(LayerGradientXActivation(lm.module, emb), lm.tokenizer).attribute(tin, target=answer)
     tok = ref.token_attr.detach().double().numpy() @ to_units
-    np.testing.assert_allclose(ixg.matrix, tok, rtol=0, atol=1e-4 * np.abs(tok).max())
+    # captum runs one forward per answer token (other sequence lengths, so other GEMM blockings): 1.9e-4 of the
+    # largest score on an AVX-512 EPYC, under 2e-5 elsewhere
+    np.testing.assert_allclose(ixg.matrix, tok, rtol=0, atol=5e-4 * np.abs(tok).max())
     with pytest.raises(ParameterError, match="baseline"):
         ek.explain(lm, PROMPT, method="lm_integrated_gradients", baseline="token7", **kw)
 
@@ -251,13 +255,13 @@ def test_scoring_reuses_the_prompt_pass_and_restores_eager_attention(lm):
     assert np.array_equal(known, whole) and cache[0][0].shape[2] == len(enc.ids)
     calls = []
     hook = lm.module.base_model.register_forward_hook(
-        lambda mod, args, kwargs, out: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
+        lambda mod, args, kwargs, out: calls.append(int(kwargs["position_ids"].min())), with_kwargs=True)
     try:
         got = lm.score_masked(enc, keeps, answer)
     finally:
         hook.remove()
     assert np.array_equal(got[0], whole)                     # not scored again ...
-    assert calls and all(w < len(enc.ids) for _, w in calls)   # ... and no pass recomputes the template's head
+    assert calls and min(calls) >= enc.unit_pos[0][0]        # ... and no pass recomputes the template's head
     for k, row in zip(keeps[1:], got[1:]):
         drop = {p for u in np.flatnonzero(~k) for p in enc.unit_pos[u]}
         ids = [t for q, t in enumerate(enc.ids) if q not in drop]
