@@ -15,6 +15,7 @@ from explainkit.views.aggregate import (
     slice_metrics,
     text_lengths,
 )
+from explainkit.views.audit_plots import colour_feature
 
 __all__ = ["whole_outputs", "audit_section", "check_dependence", "check_scope", "try_slices", "TOP_FEATURES"]
 
@@ -115,19 +116,6 @@ def _beeswarm(names, scores, values, order, title, sense) -> str:
     return _png(fig)
 
 
-def _colour_feature(scores, values, j) -> int | None:
-    """The feature whose values move most with feature j's attribution (|Pearson r|), j itself excluded."""
-    best, which = -1.0, None
-    a = scores[:, j] - scores[:, j].mean()
-    for k in range(values.shape[1]):
-        v = values[:, k] - values[:, k].mean()
-        den = float(np.sqrt((a * a).sum() * (v * v).sum()))
-        r = abs(float((a * v).sum()) / den) if k != j and den > 0 else -1.0
-        if r > best:
-            best, which = r, k
-    return which
-
-
 def _dependence(names, scores, values, j, k, title) -> str:
     fig = _fig((5.0, 3.4))
     ax = fig.add_subplot()
@@ -192,7 +180,7 @@ def _importance(method, imp, model, dependence) -> dict:
             g["beeswarm"] = _beeswarm(names, scores, values, order, f"{method}: every sample, {tname(t)}", sense)
             j, k = (order[0], None) if dependence is None else (names.index(dependence[0]), None if dependence[1]
                                                                  is None else names.index(dependence[1]))
-            k = _colour_feature(scores, values, j) if k is None else k
+            k = colour_feature(scores, values, j) if k is None else k
             g["dependence"] = {"feature": names[j], "colour": None if k is None else names[k],
                                "image": _dependence(names, scores, values, j, k, f"{method}: dependence on {names[j]}")}
             g["table"] = [{"feature": names[i], "mean": f"{mean[i]:+.4g}",

@@ -5,7 +5,9 @@ explanations as they arrive, and "why A and not B" for a misclassified sample.
 The numbers come from :mod:`explainkit.views.aggregate` (shared with the report). Test hooks (CSS classes):
 ``ek-audit`` (the view; ``data-ek-filter`` = the filter's name, ``data-ek-count`` = samples it keeps),
 ``ek-audit-cell`` (``data-ek-cell="true,pred"``), ``ek-audit-slices``, ``ek-audit-importance``
-(``data-ek-done``/``data-ek-total``), ``ek-audit-why`` (button), ``ek-why-a`` / ``ek-why-b`` (the two views).
+(``data-ek-done``/``data-ek-total``), ``ek-audit-why`` (button), ``ek-why-a`` / ``ek-why-b`` (the two views);
+tabular ``ek-audit-beeswarm`` (``ek-audit-dot`` dots), ``ek-audit-dependence`` (``ek-audit-dep-dot``) with the
+``ek-audit-dep-feature`` / ``ek-audit-dep-color`` pickers; text ``ek-audit-min-count``; images ``ek-audit-map-class``.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from explainkit.enums import Modality, Task
 from explainkit.errors import DataError, InputError
 from explainkit.views import state as st
 from explainkit.views.aggregate import (
+    MIN_WORD_COUNT,
     SignedImportance,
     check_slices,
     confusion_cells,
@@ -31,6 +34,7 @@ from explainkit.views.aggregate import (
     slice_metrics,
     text_lengths,
 )
+from explainkit.views.audit_plots import beeswarm_data, dependence_data, mean_map
 from explainkit.views.widgets import STATIC, ExplanationView
 
 __all__ = ["AuditView", "AuditPanel"]
@@ -59,6 +63,12 @@ class AuditView(anywidget.AnyWidget):
 
 def _sample(n: int, k: int) -> np.ndarray:
     return np.arange(n) if n <= k else np.sort(np.random.default_rng(0).choice(n, k, replace=False))
+
+
+def _hooked(widget, cls: str, show: bool):
+    widget.add_class(cls)
+    widget.layout.display = None if show else "none"
+    return widget
 
 
 class AuditPanel:
@@ -103,6 +113,7 @@ class AuditPanel:
         self.save_btn.on_click(lambda _: self.save_slice(self.name.value or f"slice {len(self.saved) + 1}"))
         self.n_box = W.BoundedIntText(value=min(200, len(p)), min=1, max=max(1, len(p)), description="samples",
                                       layout=W.Layout(width="170px"))
+        self.n_box.add_class("ek-audit-n")
         self.run_btn = W.Button(description="Global importance", layout=W.Layout(width="auto"))
         self.run_btn.add_class("ek-audit-run")
         self.run_btn.on_click(lambda _: self.compute_importance(self.n_box.value))
@@ -115,7 +126,24 @@ class AuditPanel:
         self.why_label = W.HTML("")
         self.why_box = W.VBox([self.why_label, W.HBox([self.why_a, self.why_b])], layout=W.Layout(display="none"))
         row = W.HBox([self.name, self.save_btn, self.n_box, self.run_btn, self.why_btn])
-        self.panel = W.VBox([row, self.view, self.why_box])
+        self._min_count, self._map_target, self._dep, self._quiet = MIN_WORD_COUNT, None, None, False
+        names = list(m.feature_names or []) if m.modality is Modality.TABULAR else []
+        self.min_box = _hooked(W.BoundedIntText(value=MIN_WORD_COUNT, min=1, max=10**6, description="min count",
+                                             layout=W.Layout(width="150px")), "ek-audit-min-count",
+                            m.modality is Modality.TEXT)
+        self.min_box.observe(lambda ch: self.set_min_count(ch["new"]), names="value")
+        self.map_box = _hooked(W.Dropdown(options=[], description="mean map", layout=W.Layout(width="220px")),
+                            "ek-audit-map-class", m.modality is Modality.IMAGE)
+        self.map_box.observe(lambda ch: self._quiet or ch["new"] is None or self.show_map(ch["new"]), names="value")
+        self.dep_box = _hooked(W.Dropdown(options=names, value=None, description="dependence",
+                                       layout=W.Layout(width="240px")), "ek-audit-dep-feature", bool(names))
+        self.col_box = _hooked(W.Dropdown(options=["(none)", "auto", *names], value="auto", description="colour by",
+                                       layout=W.Layout(width="240px")), "ek-audit-dep-color", bool(names))
+        for b in (self.dep_box, self.col_box):
+            b.observe(lambda ch: self._quiet or self.dep_box.value is None or self.dependence(
+                self.dep_box.value, {"(none)": None}.get(self.col_box.value, self.col_box.value)), names="value")
+        row2 = W.HBox([self.min_box, self.map_box, self.dep_box, self.col_box])
+        self.panel = W.VBox([row, row2, self.view, self.why_box])
         self.panel.add_class("ek-audit-panel")
         self.panel.add_class("ek-card")
         dash.b.grid.observe(lambda ch: self._on_select(ch["new"]), names="selected")
@@ -242,22 +270,75 @@ class AuditPanel:
             out["sense"] = ["for it", "against it"] if self.is_cls else ["raises the prediction", "lowers it"]
             out["n_target"] = imp.count(t)
             if imp.modality is Modality.TEXT:
+                imp.min_count = self._min_count
                 w = imp.words(t, k=TOP_BARS // 2)
                 out["rows"] = [{"name": r["word"], "value": r["mean"]} for r in w["for"] + w["against"]]
+                out["min_count"], out["rare"] = self._min_count, w["rare"]
             elif imp.modality is Modality.TABULAR:
                 mean = imp.mean(t)
                 names = self.dash.model.feature_names or [f"x{i}" for i in range(len(mean))]
                 order = np.argsort(-np.abs(imp.matrix(t)[0]).mean(axis=0), kind="stable")[:TOP_BARS]
                 out["rows"] = [{"name": names[i], "value": float(mean[i])} for i in order]
+                out["beeswarm"] = beeswarm_data(imp, t, names, order)
+                feat, col = self._dep or (names[order[0]], "auto")
+                out["dependence"] = dependence_data(imp, t, names, feat, col)
             else:
-                mp = imp.mean(t)
-                mp = mp.mean(axis=-1) if mp.ndim == 3 else mp
-                out["map"] = {"h": int(mp.shape[0]), "w": int(mp.shape[1]), "v": mp.round(5).ravel().tolist()}
+                mt = self._map_target if self._map_target in imp.groups else t
+                out["map"] = mean_map(imp, mt)
+                out["map_class"] = str(self.dash.model.classes[int(mt)]) if mt is not None else out["target"]
+                self._quiet = True
+                try:
+                    self.map_box.options = [(f"{self.dash.model.classes[int(c)]} ({imp.count(c)})"
+                                             if c is not None else "output", c) for c in imp.targets()]
+                    self.map_box.value = mt
+                finally:
+                    self._quiet = False
         self._pushed = time.perf_counter()
         self._stamp += 1
         out["stamp"] = self._stamp             # a new dict every time: a repeated press redraws too
         self.view.importance = out
         return out
+
+    def _latest(self, method):
+        method = method or self.view.importance.get("method") or self.dash.method
+        imp = self.importance.get(method)
+        if imp is None or not imp.n:
+            raise InputError(f"No explanation of {method!r} is counted yet.", "press 'Global importance' first.")
+        return method, imp
+
+    def dependence(self, feature: str, color_by: str | None = None, method: str | None = None) -> dict:
+        """Tabular: draw ``feature``'s attribution against its value, coloured by ``color_by``'s value (None:
+        one colour; "auto": the feature most correlated with the attribution); returns the data it draws."""
+        if self.dash.model.modality is not Modality.TABULAR:
+            raise InputError("The dependence plot is for tabular models.", "use the bars or the mean map.")
+        method, imp = self._latest(method)
+        width = imp.matrix(imp.targets()[0])[0].shape[1]
+        names = list(self.dash.model.feature_names or [f"x{i}" for i in range(width)])
+        dependence_data(imp, imp.targets()[0], names, feature, color_by)   # a bad name fails here, not in push
+        self._dep = (feature, color_by)
+        self._quiet = True
+        try:
+            self.dep_box.value, self.col_box.value = feature, "(none)" if color_by is None else color_by
+        finally:
+            self._quiet = False
+        return self.push(method)["dependence"]
+
+    def set_min_count(self, k: int, method: str | None = None) -> dict:
+        """Text: show a word's mean signed score only once it occurs at least ``k`` times; returns the view's data."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"min count must be a positive integer; got {k!r}.", "pass 2, 3, ...")
+        self._min_count = int(k)
+        if self.min_box.value != k:
+            self.min_box.value = int(k)
+        method = method or self.view.importance.get("method")
+        return self.push(method) if method else {}
+
+    def show_map(self, target, method: str | None = None) -> dict:
+        """Images: show the mean map of the samples explained for class ``target`` (index); returns it."""
+        method, imp = self._latest(method)
+        mean_map(imp, target)                        # fails with a clear error for a class not explained
+        self._map_target = target
+        return self.push(method)["map"]
 
     def compute_importance(self, n: int | None = None, method: str | None = None) -> st.Job | None:
         """Explain the first ``n`` samples of the current list in the background, a few at a time (between

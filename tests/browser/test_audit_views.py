@@ -75,14 +75,14 @@ def _write_notebook(folder):
 
 def _run_importance(panel, n: int):
     """Set the batch size, press Global importance, and wait for the batch's progress to reach n/n."""
-    box = panel.locator("input[type='number']")
+    box = panel.locator(".ek-audit-n input")
     box.fill(str(n))
     box.press("Enter")
     panel.locator(".ek-audit-run").click()
     audit = panel.locator(".ek-audit[data-ek-ready='1']")
     expect(audit).to_have_attribute("data-ek-total", str(n), timeout=60_000)
     expect(audit).to_have_attribute("data-ek-done", str(n), timeout=120_000)
-    expect(panel.locator(".ek-audit-importance h4")).to_contain_text(f"(batch {n}/{n})")
+    expect(panel.locator(".ek-audit-importance h4").first).to_contain_text(f"(batch {n}/{n})")
     return audit
 
 
@@ -120,6 +120,18 @@ def test_tabular_importance_slices_and_residuals_in_lab(lab_server, nb_root, pag
         assert b["value"] == pytest.approx(fresh[b["name"]], rel=1e-3, abs=1e-6), (b, fresh[b["name"]])
         assert b["right"] == (b["value"] >= 0) and b["fill"] == ("#b2182b" if b["value"] >= 0 else "#2166ac"), b
     assert ranked[0] in [b["name"] for b in bars[:3]], (ranked[:3], bars[:3])   # the strongest are drawn first
+    # beside the bars: a beeswarm (a dot per explained sample per shown feature) and a dependence plot
+    expect(audit.locator("svg.ek-audit-beeswarm circle.ek-audit-dot")).to_have_count(got["n_target"] * len(bars))
+    expect(audit.locator("svg.ek-audit-dependence circle.ek-audit-dep-dot")).to_have_count(got["n_target"])
+    panel.locator(".ek-audit-dep-feature select").select_option("mean texture")
+    panel.locator(".ek-audit-dep-color select").select_option("mean radius")
+    dep = audit.locator("svg.ek-audit-dependence")
+    expect(dep).to_have_attribute("data-ek-feature", "mean texture")
+    expect(dep).to_have_attribute("data-ek-colour", "mean radius")
+    echo = json.loads(kernel_eval(page, "import json\n_d = dash.audit.view.importance['dependence']\n"
+                                        "print(json.dumps([_d['feature'], _d['colour'], len(_d['x'])]))"))
+    assert echo == ["mean texture", "mean radius", got["n_target"]], echo
+    expect(dep.locator("circle.ek-audit-dep-dot")).to_have_count(got["n_target"])
     timer.mark("importance_checked")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     audit.locator(".ek-audit-importance").screenshot(path=str(ARTIFACTS / "dashboard-importance-tabular.png"))
@@ -179,6 +191,13 @@ def test_tabular_importance_slices_and_residuals_in_lab(lab_server, nb_root, pag
     assert [w["value"] for w in words] == pos + neg, words                   # the words for it first
     assert pos == sorted(pos, reverse=True) and neg == sorted(neg), words    # each side strongest first
     assert got["rare"] > 0 and got["skipped"] > 0, got          # rare words and punctuation were left out
+    box = tpanel.locator(".ek-audit-min-count input")            # a higher minimum count drops rarer words
+    box.fill("3")
+    box.press("Enter")
+    note = tpanel.locator(".ek-audit-words-note")
+    expect(note).to_contain_text("at least 3 times")
+    for w in tpanel.locator("svg.ek-audit-bars").evaluate(BARS_JS):
+        assert got["words"][w["name"]][1] >= 3, w
     tpanel.locator(".ek-audit-importance").screenshot(path=str(ARTIFACTS / "dashboard-importance-text.png"))
     _clean(page)
     timer.mark("assertions_done")
@@ -227,7 +246,8 @@ def test_confusion_why_and_mean_maps_in_the_app(tmp_path, page, timer):
             let red = 0, blue = 0; for (let p = 0; p < d.length; p += 4) { if (d[p] > d[p + 2] + 40) red++;
             else if (d[p + 2] > d[p] + 40) blue++; } return [c.width, c.height, red, blue]; }""")
         assert size[:2] == [28, 28] and size[2] > 0, size                   # a 28x28 signed map, some evidence for 7
-        expect(imp).to_contain_text(re.compile(r"mean map, scale ±\d"))
+        expect(imp).to_contain_text(re.compile(r"mean map of 7 \(\d+ samples?\), scale ±\d"))
+        expect(panel.locator(".ek-audit-map-class select option").first).to_be_attached()   # a map per class
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         imp.screenshot(path=str(ARTIFACTS / "dashboard-importance-image.png"))
         _clean(page)

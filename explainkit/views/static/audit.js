@@ -81,6 +81,57 @@ function slices(model, box) {
   box.appendChild(t);
 }
 
+const viridis = (t) => {                    // 5-stop viridis, low (purple) -> high (yellow)
+  const c = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+  const x = Math.max(0, Math.min(1, t)) * 4, i = Math.min(3, Math.floor(x)), f = x - i;
+  return `rgb(${c[i].map((v, k) => Math.round(v + f * (c[i + 1][k] - v))).join(",")})`;
+};
+
+function legend(svg, x, y, lo, hi) {          // a low->high colour bar
+  for (let k = 0; k < 20; k++) svg.appendChild(s("rect", { x: x + k * 4, y, width: 4, height: 8, fill: viridis(k / 19) }));
+  const a = s("text", { x: x - 2, y: y + 8, "text-anchor": "end" }); a.textContent = lo; svg.appendChild(a);
+  const b = s("text", { x: x + 82, y: y + 8 }); b.textContent = hi; svg.appendChild(b);
+}
+
+function beeswarm(im, box) {
+  const b = im.beeswarm; if (!b || !b.rows.length) return;
+  const W = 380, R = 18, L = 130, T = 16; const all = b.rows.flatMap((r) => r.s);
+  const m = Math.max(...all.map(Math.abs), 1e-12), z = L + (W - L) / 2, half = (W - L) / 2 - 4;
+  const svg = s("svg", { width: W, height: b.rows.length * R + T + 14, class: "ek-audit-beeswarm" });
+  svg.dataset.ekDots = String(b.rows.length * b.n);
+  svg.appendChild(s("line", { x1: z, x2: z, y1: T, y2: b.rows.length * R + T, stroke: "#777" }));
+  legend(svg, W - 150, 2, "low", "high value");
+  let seed = 1; const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5;   // fixed jitter
+  b.rows.forEach((r, k) => {
+    const y = T + k * R + R / 2;
+    const t = s("text", { x: L - 4, y: y + 3, "text-anchor": "end" }); t.textContent = r.name.length > 20 ? r.name.slice(0, 19) + "…" : r.name; svg.appendChild(t);
+    r.s.forEach((v, i) => {
+      const d = s("circle", { cx: z + (v / m) * half, cy: y + rnd() * (R - 6), r: 2.2, fill: viridis(r.c[i]), class: "ek-audit-dot" });
+      d.dataset.ekFeature = r.name; svg.appendChild(d);
+    });
+  });
+  const ax = s("text", { x: z, y: b.rows.length * R + T + 12, "text-anchor": "middle" });
+  ax.textContent = `attribution per sample (±${m.toPrecision(3)}; right: ${im.sense[0]})`; svg.appendChild(ax);
+  const wrap = h("div"); wrap.append(h("h4", null, "Beeswarm: one dot per explained sample; colour = the feature's value"), svg); box.appendChild(wrap);
+}
+
+function dependence(im, box) {
+  const d = im.dependence; if (!d || !d.x.length) return;
+  const W = 340, H = 220, P = 40; const xs = d.x.filter(Number.isFinite);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), ym = Math.max(...d.y.map(Math.abs), 1e-12);
+  const X = (v) => P + ((v - x0) / ((x1 - x0) || 1)) * (W - P - 8), Y = (v) => 34 + (1 - (v + ym) / (2 * ym)) * (H - 56);
+  const svg = s("svg", { width: W, height: H, class: "ek-audit-dependence" });
+  svg.dataset.ekDots = String(d.x.length); svg.dataset.ekFeature = d.feature; svg.dataset.ekColour = d.colour || "";
+  svg.appendChild(s("line", { x1: P, x2: W - 8, y1: Y(0), y2: Y(0), stroke: "#777" }));
+  d.x.forEach((v, i) => svg.appendChild(s("circle", { cx: X(Number.isFinite(v) ? v : x0), cy: Y(d.y[i]), r: 2.6, class: "ek-audit-dep-dot",
+    fill: d.cs ? viridis(d.cs[i]) : "#542788", "fill-opacity": 0.8 })));
+  const lab = (x, y, t, a = "start") => { const e = s("text", { x, y, "text-anchor": a }); e.textContent = t; svg.appendChild(e); };
+  lab(P, 12, `attribution of ${d.feature} (±${ym.toPrecision(3)})`);
+  lab(W - 8, H - 4, `${d.feature} value ${x0.toPrecision(3)}–${x1.toPrecision(3)}`, "end");
+  if (d.colour) legend(svg, P + 28, 18, "low", `high ${d.colour}`.slice(0, 28));
+  const wrap = h("div"); wrap.append(h("h4", null, `Dependence: ${d.feature}` + (d.colour ? `, coloured by ${d.colour} (low→high)` : "")), svg); box.appendChild(wrap);
+}
+
 function importance(model, box, el) {
   const im = model.get("importance");
   el.dataset.ekDone = String(im.done || 0); el.dataset.ekTotal = String(im.total || 0); el.dataset.ekStamp = String(im.stamp || 0);
@@ -95,7 +146,9 @@ function importance(model, box, el) {
     cv.width = Wd; cv.height = H; cv.style.width = `${Wd * 4}px`; cv.style.imageRendering = "pixelated";
     const ctx = cv.getContext("2d"); const img = ctx.createImageData(Wd, H);
     v.forEach((x, i) => { const t = x / m; img.data[4 * i] = t > 0 ? 255 : Math.round(255 * (1 + t)); img.data[4 * i + 1] = Math.round(255 * (1 - Math.abs(t))); img.data[4 * i + 2] = t < 0 ? 255 : Math.round(255 * (1 - t)); img.data[4 * i + 3] = 255; });
-    ctx.putImageData(img, 0, 0); box.appendChild(cv); box.appendChild(h("div", "ek-muted", `mean map, scale ±${m.toPrecision(3)}`));
+    cv.className = "ek-audit-map"; cv.dataset.ekClass = im.map_class || "";
+    ctx.putImageData(img, 0, 0); box.appendChild(cv);
+    box.appendChild(h("div", "ek-muted", `mean map of ${im.map_class} (${im.map.n} sample${im.map.n === 1 ? "" : "s"}), scale ±${m.toPrecision(3)}`));
     return;
   }
   const rows = im.rows || []; const W = 340, R = 16, L = 150; const m = Math.max(...rows.map((r) => Math.abs(r.value)), 1e-12);
@@ -111,6 +164,9 @@ function importance(model, box, el) {
     bar.dataset.ekName = r.name; svg.appendChild(bar);
   });
   box.appendChild(svg);
+  if (im.min_count) box.appendChild(h("div", "ek-muted ek-audit-words-note", `words seen at least ${im.min_count} times (${im.rare} rarer left out)`));
+  const plots = h("div", "ek-audit-plots"); beeswarm(im, plots); dependence(im, plots);
+  if (plots.childNodes.length) box.appendChild(plots);
 }
 
 function render({ model, el }) {
