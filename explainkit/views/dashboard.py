@@ -248,10 +248,7 @@ class Dashboard(PanelsMixin, W.VBox):
 
     def select(self, index: int) -> None:
         """Select a sample: prediction, target (default: the predicted class), attention, explanation."""
-        index = int(index)
-        if not 0 <= index < len(self.dataset):
-            raise InputError(f"Sample index {index} is out of range for {len(self.dataset)} samples.",
-                             f"pass an index between 0 and {len(self.dataset) - 1}.")
+        index = st.check_index(index, len(self.dataset))
         self.selected_index = index
         self.history.append({"event": "select", "index": index})
         _, label = self.dataset[index]

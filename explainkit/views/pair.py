@@ -307,10 +307,7 @@ class PairDashboard(W.VBox):
     # -- both sides -------------------------------------------------------------------------------------------
     def select(self, index: int) -> None:
         """Select a sample for both models and explain it with both (the same method and target)."""
-        index = int(index)
-        if not 0 <= index < len(self.dataset):
-            raise InputError(f"Sample index {index} is out of range for {len(self.dataset)} samples.",
-                             f"pass an index between 0 and {len(self.dataset) - 1}.")
+        index = st.check_index(index, len(self.dataset))
         self.selected_index = index
         target = None
         if self.left.model.task is Task.CLASSIFICATION:    # the left model's prediction, for both

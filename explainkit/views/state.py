@@ -193,6 +193,15 @@ class Browser:
 
 
 # -- the result cache ---------------------------------------------------------------------------------
+def check_index(index, n: int) -> int:
+    """A sample index in ``0..n-1``, or one InputError naming the range."""
+    index = int(index)
+    if not 0 <= index < n:
+        raise InputError(f"Sample index {index} is out of range for {n} samples.",
+                         f"pass an index between 0 and {n - 1}.")
+    return index
+
+
 def params_hash(params: dict, target=None, seed: int = 0) -> str:
     """A short stable hash of the parameters, target and seed (for keys and data-ek-key)."""
     blob = json.dumps({"p": params, "t": target, "s": seed}, sort_keys=True, default=str)

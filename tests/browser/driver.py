@@ -128,3 +128,13 @@ def open_dashboard(page, srv, notebook: str | None = None, timer=None, timeout_m
     if timer is not None:
         timer.mark("dashboard_ready")
     return dash, status
+
+
+def write_notebook(path, cells) -> None:
+    """A Python 3 notebook of ``cells`` (code sources) at ``path``: for tests that build their own notebook."""
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+                   "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    nbformat.write(nb, str(path))

@@ -122,15 +122,20 @@ def start_jupyter_lab(root: Path, workdir: Path, timeout: float = 90) -> Server:
            "--LabApp.expose_app_in_browser=True",        # window.jupyterapp for commands
            "--LabApp.extension_manager=readonly",        # no PyPI listing queries
            "--LanguageServerManager.autodetect=False"]
+    return _launch(cmd, root, workdir, port, token, log, timeout)
+
+
+def _launch(cmd, root: Path, workdir: Path, port: int, token: str, log: Path, timeout: float) -> Server:
+    """Start a Jupyter server command (hermetic dirs) and wait for its API; never leak a half-started one."""
     if os.geteuid() == 0:
-        cmd.append("--allow-root")                       # CI containers often run as root
+        cmd = [*cmd, "--allow-root"]                     # CI containers often run as root
     proc = subprocess.Popen(cmd, env=jupyter_env(workdir / "jupyter"), cwd=root, stdin=subprocess.DEVNULL,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     srv = Server(proc, port, token, log)
     try:
         _wait_http(srv.url("/api/status"), proc, log, timeout)
     except BaseException:
-        srv.stop()                                       # never leak a half-started server
+        srv.stop()
         raise
     return srv
 
@@ -143,17 +148,7 @@ def start_notebook7(root: Path, workdir: Path, timeout: float = 90) -> Server:
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            "--JupyterNotebookApp.expose_app_in_browser=True", "--LanguageServerManager.autodetect=False"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    proc = subprocess.Popen(cmd, env=jupyter_env(workdir / "jupyter"), cwd=root, stdin=subprocess.DEVNULL,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    srv = Server(proc, port, token, log)
-    try:
-        _wait_http(srv.url("/api/status"), proc, log, timeout)
-    except BaseException:
-        srv.stop()
-        raise
-    return srv
+    return _launch(cmd, root, workdir, port, token, log, timeout)
 
 
 _APP_URL = re.compile(r"explainkit app running at (http://\S+)")

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import re
 
-import nbformat
 import pytest
-from driver import kernel_eval, open_notebook, run_all, wait_done
+from driver import kernel_eval, open_notebook, run_all, wait_done, write_notebook
 from driver import open_dashboard as _open_app
 from ekserver import ARTIFACTS, app_running
 from playwright.sync_api import expect
@@ -66,11 +65,7 @@ print(json.dumps({"n": _imp.n, "min_count": _imp.min_count, "words": _w, "punct"
 
 
 def _write_notebook(folder):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-                   "language_info": {"name": "python"}}
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nbformat.write(nb, str(folder / NOTEBOOK))
+    write_notebook(folder / NOTEBOOK, CELLS)
 
 
 def _run_importance(panel, n: int):

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
-from driver import STATUS, kernel_eval, open_notebook, run_all, wait_done
+from driver import STATUS, kernel_eval, open_notebook, run_all, wait_done, write_notebook
 from ekserver import ARTIFACTS, app_running
 from playwright.sync_api import expect
 
@@ -29,11 +28,7 @@ print(dash.selected_index, _r["method"], dash.left.last_explanation.method, dash
 
 
 def _write_notebook(folder):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-                   "language_info": {"name": "python"}}
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nbformat.write(nb, str(folder / NOTEBOOK))
+    write_notebook(folder / NOTEBOOK, CELLS)
 
 
 def _both_done(pair, **fields):
