@@ -102,7 +102,7 @@ def test_a_unit_one_method_did_not_score_is_a_dash(sst2_lstm, load_data):
     first = tuple(e.offsets[0])
     row = next(r for r, k in zip(table["rows"], table["keys"]) if k == first)
     assert row["shares"][1] is None and row["shares"][0] == pytest.approx(_shares(e)[0])
-    html = cmp.rows_html(["a", "b"], [e, fewer], [{}, {}], "pieces", 0.1)
+    html = cmp.rows_html(["a", "b"], cmp.aligned_rows([e, fewer], "pieces"), [{}, {}], 0.1)
     assert "not scored by this method" in html and "no parameters" in html
 
 

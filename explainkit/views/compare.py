@@ -100,9 +100,8 @@ def _cell(share, vmax: float) -> dict:
             "title": f"{share:+.4f} of the method's total |attribution|"}
 
 
-def rows_html(names, exps, params, units: str, vmax: float) -> str:
-    """The aligned table as HTML (autoescaped), or "" for images."""
-    table = aligned_rows(exps, units)
+def rows_html(names, table: dict | None, params, vmax: float) -> str:
+    """The aligned table (:func:`aligned_rows`) as HTML (autoescaped), or "" for images (``table`` None)."""
     if table is None:
         return ""
     rows = [{"unit": r["unit"], "cells": [_cell(s, vmax) for s in r["shares"]]} for r in table["rows"]]

@@ -421,8 +421,7 @@ class PairDashboard(W.VBox):
         if table is None:
             return ""
         vmax = max((abs(v) for r in table["rows"] for v in r["shares"] if v is not None), default=1.0)
-        return cmp.rows_html([s.model.name for s in self.sides], exps, params=[dict(e.params or {}) for e in exps],
-                             units=units, vmax=vmax)
+        return cmp.rows_html([s.model.name for s in self.sides], table, [dict(e.params or {}) for e in exps], vmax)
 
     def __repr__(self) -> str:
         return (f"<PairDashboard {self.left.model.name!r} vs {self.right.model.name!r} n={len(self.dataset)} "

@@ -182,7 +182,7 @@ class PanelsMixin:
             else:
                 view.layout.display = column.layout.display = "none"
                 self.c.captions[k].value = ""
-        self.c.rows.value = cmp.rows_html(names, exps, params, units, vmax)
+        self.c.rows.value = cmp.rows_html(names, table, params, vmax)
         cells = [["—" if not np.isfinite(v) else f"{v:+.2f}" for v in row] for row in rho]
         self.c.agreement.value = _T["agreement"].render(methods=names, rho=cells)
         self.comparison = {"index": index, "methods": names, "explanations": exps, "spearman": rho,
