@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"the llm extra is not in
 
 PROMPTS = ["What is the capital of France?", "Name two rivers. Which one is longer?"]
 ANSWER = "Paris."
-TOL = 2e-5          # float32: the kernels sum in different orders (the plain pass vs the per-segment attention)
+TOL = 1e-4          # float32: the kernels sum in different orders (the plain pass vs the per-segment attention);
+                    # 2.0e-5 on a log-probability of -6.4 on an AVX-512 EPYC; a wrong mask moves them by > 1e-2
 
 
 def _direct(lm, ids, answer):
