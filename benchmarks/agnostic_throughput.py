@@ -271,8 +271,8 @@ def throughput(n: int, repeats: int, models=None) -> int:
                         t_lib.append(_timed(direct)[1])
                     if LIME_FORWARD and method == "lime" and model.modality is Modality.TEXT:
                         ids = LIME_FORWARD["ids"]
-                        LIME_FORWARD["distinct"] = len(np.unique(ids.numpy(), axis=0))
-                        lib_fwd.append(LIME_FORWARD["s"] * LIME_FORWARD["distinct"] / len(ids))
+                        distinct = len(np.unique(ids.numpy(), axis=0))
+                        lib_fwd.append(LIME_FORWARD["s"] * distinct / len(ids))
                     raw.append(forward(min(evals, 4 * PER_EVAL)))
                     job.append(job_rate())
                     if len(t_lib) == 1 and max(t_ek[0], t_lib[0]) < QUICK_S:
@@ -280,17 +280,16 @@ def throughput(n: int, repeats: int, models=None) -> int:
                 frac = statistics.median(evals / a / r for a, r in zip(t_ek, raw))
                 job_frac = statistics.median(evals / a / r for a, r in zip(t_ek, job))
                 lib_frac = statistics.median(evals / b / r for b, r in zip(t_lib, raw))
-                lib_times = list(t_lib)
+                bound = statistics.median(b / f for b, f in zip(t_lib, lib_fwd)) if lib_fwd else None
                 t_ek, t_lib = statistics.median(t_ek), statistics.median(t_lib)
                 diff = ""
                 if method == "lime" and model.modality is Modality.TEXT:
                     diff = f"{np.abs(exp.scores - lime_scores(model, ref, target, sample.n_units)).max():.1e}"
                 print(f"{name:<18}{tag:<6}{sample.n_units:>6}{method:>17}{evals:>6}{t_ek:>8.3f}{frac:>6.2f}{job_frac:>6.2f}"
                       f"{lib:>17}{t_lib:>8.3f}{lib_frac:>8.2f}{t_lib / t_ek:>7.2f}{diff:>9}", flush=True)
-                if lib_fwd:     # 1e-10 agreement means the same float32 forward of every distinct copy
-                    bound = statistics.median(b / f for b, f in zip(lib_times, lib_fwd))
+                if bound is not None:     # 1e-10 agreement means the same float32 forward of every distinct copy
                     print(f"{'':<24}lime: its own work {t_lib - statistics.median(lib_fwd):.3f} s; one plain forward "
-                          f"of the {LIME_FORWARD['distinct']} distinct copies {statistics.median(lib_fwd):.3f} s: "
+                          f"of the {distinct} distinct copies {statistics.median(lib_fwd):.3f} s: "
                           f"speed× at most {bound:.2f} without sharing work between copies", flush=True)
                 if frac < 0.7 or t_lib / t_ek < 1.0:
                     misses.append(f"{name}/{tag}/{method}")
