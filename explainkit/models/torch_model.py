@@ -13,6 +13,7 @@ from explainkit.enums import Capability, Modality, Task
 from explainkit.errors import InputError, ModelError, ShapeError
 from explainkit.models.adapter import ModelAdapter, _softmax
 from explainkit.models.masked import as_keep, binary, plan, run_plan, unique_rows
+from explainkit.models.observe import offer
 from explainkit.models.prefix_sharing import predict as prefix_predict
 
 __all__ = ["TorchModel"]
@@ -284,7 +285,9 @@ class TorchModel(ModelAdapter):
         out = run_plan(parts, lambda p, k: self._masked_rows(p[0], p[1], p[2], k, p[4], width), run,
                        row_bytes, build_rows)[inverse]
         bounds = np.cumsum([0] + [len(k) for k in keeps])
-        return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        outs = [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        offer(self, samples, keeps, outs, logits)          # the unmasked copies' outputs, to a watcher
+        return outs
 
     def _masked_units(self, sample, groups) -> int:
         if self.modality is Modality.IMAGE:

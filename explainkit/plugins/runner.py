@@ -5,13 +5,15 @@ A plugin's crash or bad output becomes one PluginError and marks it broken; noth
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from explainkit.concurrency import MODEL_LOCK
 from explainkit.enums import Modality, ResultKind, Task
 from explainkit.errors import ExplainKitError, NotApplicableError, ParameterError, PluginError, ValueRangeError
+from explainkit.models.observe import watch
 
 if TYPE_CHECKING:  # pragma: no cover
     from explainkit.plugins.registry import Registry
@@ -35,6 +37,81 @@ def resolve_targets(model, samples, target, probabilities) -> list[int]:
         raise TargetError(f"{len(targets)} targets given for {n} samples.", "pass one target, or one per sample.")
     model.check_target(targets)
     return [int(t) for t in targets]
+
+
+class _Targets(Sequence):
+    """The targets a plugin gets: a sequence of ints, each made on first read from its prediction."""
+
+    def __init__(self, preds: "_Predictions"):
+        self._preds = preds
+
+    def __len__(self) -> int:
+        return len(self._preds.samples)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        return int(np.argmax(self._preds.row(i % n)))
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+class _Predictions:
+    """The samples' predictions, each made when first needed: from its unmasked copy in the plugin's own
+    masked pass where it ran one (watched through :func:`explainkit.models.observe.watch`), else by one
+    ``model.predict`` pass over all the samples not seen so far. A predicted target is read from them; a
+    given target (or regression's 0) is checked at once and needs none."""
+
+    def __init__(self, model, samples, target, name: str):
+        self.model, self.samples, self.name = model, samples, name
+        self.seen = None
+        self.seconds = 0.0
+        self.error: BaseException | None = None
+        self._rows: list = [None] * len(samples)
+        self._targets = None
+        if model.task is Task.REGRESSION or target is not None:
+            self._targets = resolve_targets(model, samples, target, None)
+
+    def targets(self):
+        return self._targets if self._targets is not None else _Targets(self)
+
+    def row(self, i: int):
+        """Sample i's probabilities (or value), checked finite."""
+        if self.error is not None:
+            raise self.error
+        if self._rows[i] is None:
+            try:
+                self._fill(i)
+            except BaseException as e:
+                self.error = e
+                raise
+        return self._rows[i]
+
+    def probabilities(self):
+        return np.stack([np.asarray(self.row(i)) for i in range(len(self.samples))])
+
+    def resolved(self) -> list[int]:
+        if self._targets is None:
+            self._targets = resolve_targets(self.model, self.samples, None, self.probabilities())
+        return self._targets
+
+    def _fill(self, i: int) -> None:
+        seen = self.seen.outputs if self.seen is not None else [None] * len(self.samples)
+        if seen[i] is None:
+            missing = [j for j, r in enumerate(self._rows) if r is None and seen[j] is None]
+            t0 = time.perf_counter()
+            fresh = self.model.predict([self.samples[j] for j in missing])
+            self.seconds += time.perf_counter() - t0
+            for j, p in zip(missing, fresh):
+                _check_input(self.samples[j], p, self.name)
+                self._rows[j] = p
+        else:
+            _check_input(self.samples[i], seen[i], self.name)
+            self._rows[i] = seen[i]
 
 
 def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int = 0,
@@ -61,18 +138,18 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
     samples = [model.prepare(s) for s in samples]
     impl = reg.implementation(name)
     with MODEL_LOCK:                     # hooks on a shared module: one computation at a time
-        t0 = time.perf_counter()
-        probs = model.predict(samples)
-        t_pred = time.perf_counter() - t0
-        for s, p in zip(samples, probs):
-            _check_input(s, p, name)
-        targets = resolve_targets(model, samples, target, probs)
+        for s in samples:
+            _check_input(s, None, name)
+        preds = _Predictions(model, samples, target, name)
         t1 = time.perf_counter()
         try:
-            out = impl.explain(model, samples, targets, seed=int(seed), **values)
+            with watch(model, samples) as seen:
+                preds.seen = seen
+                out = impl.explain(model, samples, preds.targets(), seed=int(seed), **values)
         except ExplainKitError:
             raise
         except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's crash (even sys.exit) is one clear error
+            preds.probabilities()     # the model's own failure (or an input it predicts NaN for) is not the plugin's
             reason = _reason(e) if not isinstance(e, SystemExit) else f"called sys.exit({e.code!r})"
             now_broken = reg.strike(name, f"raised while explaining: {reason}")
             err = PluginError(f"Explainer {name!r} ({entry.distribution} {entry.version}) failed: {reason}"
@@ -83,7 +160,10 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
             if debug():
                 raise err from e
             raise err from None
-        elapsed = time.perf_counter() - t1
+        probs = preds.probabilities()      # the plugin's own unmasked rows where it ran them, else one pass
+        targets = preds.resolved()
+        t_pred = preds.seconds
+        elapsed = time.perf_counter() - t1 - t_pred
     for i, (e, s) in enumerate(zip(out, samples) if isinstance(out, (list, tuple)) else ()):
         scores = getattr(e, "scores", None)
         if isinstance(scores, np.ndarray) and scores.dtype.kind in "fc" and not np.isfinite(scores).all():
@@ -152,16 +232,16 @@ def _magnitude(sample) -> float:
 
 
 def _check_input(sample, prob, name) -> None:
-    """An input that is NaN/Inf once prepared, or that the model itself predicts NaN/Inf for, is the
-    input's fault: an InputError about that sample, before any plugin code runs."""
+    """An input that is NaN/Inf once prepared (checked before any plugin code runs, ``prob`` None), or that
+    the model itself predicts NaN/Inf for, is the input's fault: an InputError about that sample."""
     arr = _as_array(sample.tensor)
     bad_input = arr is not None and arr.dtype.kind in "fc" and not np.isfinite(arr).all()
-    p = np.asarray(prob, dtype=np.float64)
+    p = np.asarray(0.0 if prob is None else prob, dtype=np.float64)
     if bad_input or not np.isfinite(p).all():
         where = f"Sample #{sample.index}" if sample.index is not None else "The sample"
         what = ("contains NaN or Inf once prepared for the model (a value outside float32 range?)" if bad_input
                 else "makes the model predict NaN or Inf")
-        raise ValueRangeError(f"{where} {what}; {name} was not run.",
+        raise ValueRangeError(f"{where} {what}; no {name} explanation was made.",
                               "pass finite values in the range the model was trained on.")
 
 

@@ -366,8 +366,9 @@ class Explainer:
 
     Subclasses implement ``explain(self, model, samples, targets, *, seed, **params)``, where the
     keyword parameters are exactly the declared ``Param`` names (already validated), ``samples`` is a
-    list of :class:`~explainkit.Sample` and ``targets`` a list of ints (one per sample; 0 for
-    regression). Return one :class:`~explainkit.Explanation` per sample, built with
+    list of :class:`~explainkit.Sample` and ``targets`` a sequence of ints (one per sample; 0 for
+    regression; a predicted target is worked out on first read, from the plugin's own unmasked copy
+    where its masked pass has one). Return one :class:`~explainkit.Explanation` per sample, built with
     ``Explanation.from_sample(sample, scores, ...)``; explainkit fills in the rest.
     """
 

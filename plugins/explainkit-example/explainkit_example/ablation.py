@@ -19,7 +19,7 @@ class FeatureAblation(Explainer):
 
     def explain(self, model, samples, targets, *, seed=0, patch_size=2):
         out = []
-        for sample, target in zip(samples, targets):
+        for i, sample in enumerate(samples):
             groups = None
             if sample.modality is Modality.IMAGE:
                 groups = patch_groups(*sample.image.shape[:2], patch_size)
@@ -29,7 +29,9 @@ class FeatureAblation(Explainer):
             keep = np.ones((n_units + 1, n_units), dtype=np.float32)   # row 0: the untouched input
             keep[1:][np.diag_indices(n_units)] = 0.0
             outputs = model.predict_masked(sample, keep, groups=groups)
-            y = outputs[:, target] if outputs.ndim == 2 else outputs
+            # read the target after the masked pass: explainkit then takes the prediction it needs for a
+            # predicted target from row 0 here instead of running a pass of its own
+            y = outputs[:, targets[i]] if outputs.ndim == 2 else outputs
             drop = y[0] - y[1:]
             scores = drop[groups] if groups is not None else drop
             out.append(Explanation.from_sample(sample, scores, base_value=float(y[0]),
