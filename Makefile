@@ -1,4 +1,6 @@
 # The two README commands: `make run` (main job on the embedded defaults) and `make test`.
+# The tests run on two pytest-xdist workers, a file per worker at a time: the browser and notebook tests
+# mostly wait on servers and kernels, so two workers take about two thirds of the serial time on 2 cores.
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -14,7 +16,7 @@ run: setup
 	$(BIN)/explainkit run
 
 test: setup-browser lint
-	$(BIN)/python -m pytest -q tests plugins/explainkit-example/tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests plugins/explainkit-example/tests
 
 # ruff (pyflakes, pycodestyle errors, isort, bugbear) and the layer contract (import-linter), both in pyproject.toml
 lint: setup

@@ -72,7 +72,7 @@ def lab_server(nb_root, tmp_path_factory):
     """One JupyterLab for the session (each test opens its own notebook and kernel)."""
     srv = start_jupyter_lab(nb_root, tmp_path_factory.mktemp("lab-server"))
     yield srv
-    srv.stop()
+    srv.stop(timeout=5)   # its kernels that are still shutting down then exit with it (their parent poller)
 
 
 @pytest.fixture(scope="session")
