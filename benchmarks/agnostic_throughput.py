@@ -9,10 +9,11 @@ batched forward rate (``model.forward`` on 128-row batches of the sample, timed 
 machine's limit) and of the raw rate at the job's own batch sizes (``÷job``: the same number of rows in
 the model's own passes of ``eval_batch_size`` rows, so 11 rows are one 11-row pass: a small job's limit),
 the ``ceil`` that ÷raw cannot pass (an explainer that does no work of its own still pays the runner's
-fixed work per call, measured with :class:`Floor`, and for occlusion and feature ablation its job's
-passes at their sizes), the library's time and the speed ratio. The rates are taken turn by turn and the
-medians of their ratios reported (a shared machine's load changes by the minute; the raw rate at the
-best batch size among 64..512, printed after each case, is for reference).
+fixed work per call, measured with :class:`Floor`, and where each evaluation is a distinct plain copy
+its job's passes at their sizes: see :func:`_distinct_plain`), the library's time and the speed ratio.
+The rates are taken turn by turn and the medians of their ratios reported (a shared machine's load
+changes by the minute; the raw rate at the best batch size among 64..512, printed after each case, is
+for reference).
 
 The direct calls: ``shap.KernelExplainer`` on a function building masked raw inputs (as shap's tutorials
 do); ``lime``'s explainers (text: ``LimeTextExplainer`` over the same tokens, each token one word, masked
@@ -127,6 +128,22 @@ def floor_seconds(model, sample, turns: int = 31) -> float:
     with torch.no_grad():
         one = statistics.median(_timed(lambda: model.forward(inputs, *extra))[1] for _ in range(turns))
     return max(0.0, call - one)
+
+
+def _distinct_plain(model, method) -> bool:
+    """Whether each evaluation is a distinct copy that costs one plain forward row: occlusion and feature
+    ablation copies, and every tabular copy (Kernel SHAP's coalitions are enumerated or drawn without
+    replacement, LIME's are continuous), unless the conv nets' incremental forward or the LSTM's prefix
+    sharing computes copies for less (those, and repeated text or image masks, get the fixed work only)."""
+    from explainkit.models import prefix_sharing
+
+    if not (method in ("occlusion", "feature_ablation") or model.modality is Modality.TABULAR):
+        return False
+    if model.modality is Modality.IMAGE:
+        return getattr(model, "_incremental", None) is False
+    if model.modality is Modality.TEXT:
+        return prefix_sharing._engine(model.module) is None
+    return True
 
 
 def _timed(fn):
@@ -311,11 +328,10 @@ def throughput(n: int, repeats: int, models=None) -> int:
                     if len(t_lib) == 1 and max(t_ek[0], t_lib[0]) < QUICK_S:
                         turns = max(turns, QUICK_TURNS)      # milliseconds: more turns, steadier medians
                 frac = statistics.median(evals / a / r for a, r in zip(t_ek, raw))
-                # an explainer doing no work of its own: the job's passes (at their sizes) plus the fixed work
-                # where every evaluation is a distinct copy; kernel_shap and lime answer repeats for free, so
-                # for them only the fixed work is sure
-                distinct = method in ("occlusion", "feature_ablation")
-                ceil = min(9.99, statistics.median((evals / r) / ((evals / j if distinct else 0.0) + floor)
+                # an explainer doing no work of its own: the runner's fixed work, plus the job's passes (at
+                # their sizes) where every evaluation is a distinct copy run through the plain forward
+                full = _distinct_plain(model, method)
+                ceil = min(9.99, statistics.median((evals / r) / ((evals / j if full else 0.0) + floor)
                                                    for r, j in zip(raw, job)))
                 job_frac = statistics.median(evals / a / r for a, r in zip(t_ek, job))
                 lib_frac = statistics.median(evals / b / r for b, r in zip(t_lib, raw))
@@ -340,8 +356,9 @@ def throughput(n: int, repeats: int, models=None) -> int:
           "so it can pass 1); ÷job = the same against the raw rate at the job's own batch sizes (the same number "
           "of rows in eval_batch_size passes); ceil = the ÷raw of an explainer that does no work of its own: "
           "the evaluations' raw forward time at the best batch size over the runner's fixed work per call plus, "
-          "for occlusion and feature ablation (whose copies are all distinct), their time in the job's own "
-          "passes (9.99: at least that); "
+          "where every evaluation is a distinct copy run through the plain forward (occlusion and feature "
+          "ablation without the conv nets' incremental forward or the LSTM's prefix sharing; every tabular "
+          "job), their time in the job's own passes (9.99: at least that); "
           "speed× = library time / explainkit time; max|Δ|: LIME on text against lime on the same game.")
     print(f"below 0.7 of the raw rate or slower than the library: {', '.join(misses) or 'none'}")
     print(f"below 0.7 of the raw rate at the job's own batch sizes: {', '.join(job_misses) or 'none'}")
