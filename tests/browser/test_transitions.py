@@ -143,11 +143,11 @@ def test_text_transitions(where, request, tmp_path, page, timer):
         _trust_done(dash)
         dash.evaluate(WATCH_JS)
         box = dash.locator(".ek-param-n_steps input")
-        box.fill("400")                                          # slow enough to be seen running
+        box.fill("3000")      # slow enough to be seen running (400 steps once ran in 0.86 s and were missed)
         box.press("Enter")
         expect(status).to_contain_text("state=running")
         dash.locator(".ek-grid .ek-sample[data-ek-index='5']").click()    # and a new sample while it runs
-        wait_done(status, "n_steps=400", sample=5)
+        wait_done(status, "n_steps=3000", sample=5)
         seen = page.evaluate(SEEN_JS)
         for cls, label in (("params", "previous parameters"), ("sample", "previous sample")):
             marks = [m for s in seen for m in s["marks"] if m["cls"] == cls]
