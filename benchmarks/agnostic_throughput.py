@@ -130,19 +130,21 @@ def floor_seconds(model, sample, turns: int = 31) -> float:
     return max(0.0, call - one)
 
 
-def _distinct_plain(model, method) -> bool:
+def _distinct_plain(model, method, evals: int) -> bool:
     """Whether each evaluation is a distinct copy that costs one plain forward row: occlusion and feature
     ablation copies, and every tabular copy (Kernel SHAP's coalitions are enumerated or drawn without
     replacement, LIME's are continuous), unless the conv nets' incremental forward or the LSTM's prefix
-    sharing computes copies for less (those, and repeated text or image masks, get the fixed work only)."""
+    sharing computes copies for less (each only on jobs large enough for it); those, and
+    repeated text or image masks, get the fixed work only."""
     from explainkit.models import prefix_sharing
 
     if not (method in ("occlusion", "feature_ablation") or model.modality is Modality.TABULAR):
         return False
     if model.modality is Modality.IMAGE:
-        return getattr(model, "_incremental", None) is False
+        use = getattr(model, "_use_incremental", None)
+        return use is None or not use(evals, 1)
     if model.modality is Modality.TEXT:
-        return prefix_sharing._engine(model.module) is None
+        return evals < prefix_sharing.MIN_COPIES or prefix_sharing._engine(model.module) is None
     return True
 
 
@@ -330,7 +332,7 @@ def throughput(n: int, repeats: int, models=None) -> int:
                 frac = statistics.median(evals / a / r for a, r in zip(t_ek, raw))
                 # an explainer doing no work of its own: the runner's fixed work, plus the job's passes (at
                 # their sizes) where every evaluation is a distinct copy run through the plain forward
-                full = _distinct_plain(model, method)
+                full = _distinct_plain(model, method, evals)
                 ceil = min(9.99, statistics.median((evals / r) / ((evals / j if full else 0.0) + floor)
                                                    for r, j in zip(raw, job)))
                 job_frac = statistics.median(evals / a / r for a, r in zip(t_ek, job))
