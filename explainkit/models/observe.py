@@ -48,9 +48,8 @@ _WATCH: contextvars.ContextVar[Watch | None] = contextvars.ContextVar("explainki
 
 
 @contextlib.contextmanager
-def watch(model, samples: Sequence) -> Iterator[Watch]:
-    """Keep the outputs of ``samples``' unmasked copies from ``model``'s masked passes in this context."""
-    w = Watch(model, samples)
+def watch(w: Watch) -> Iterator[Watch]:
+    """Keep the outputs of ``w``'s samples' unmasked copies from its model's masked passes in this context."""
     token = _WATCH.set(w)
     try:
         yield w

@@ -13,7 +13,7 @@ import numpy as np
 from explainkit.concurrency import MODEL_LOCK
 from explainkit.enums import Modality, ResultKind, Task
 from explainkit.errors import ExplainKitError, NotApplicableError, ParameterError, PluginError, ValueRangeError
-from explainkit.models.observe import watch
+from explainkit.models.observe import Watch, watch
 
 if TYPE_CHECKING:  # pragma: no cover
     from explainkit.plugins.registry import Registry
@@ -62,16 +62,15 @@ class _Targets(Sequence):
 
 class _Predictions:
     """The samples' predictions, each made when first needed: from its unmasked copy in the plugin's own
-    masked pass where it ran one (watched through :func:`explainkit.models.observe.watch`), else by one
-    ``model.predict`` pass over all the samples not seen so far. A predicted target is read from them; a
-    given target (or regression's 0) is checked at once and needs none."""
+    masked pass where it ran one (kept by ``seen``, an :class:`explainkit.models.observe.Watch`), else by
+    one ``model.predict`` pass over all the samples not seen so far, kept in the same place. A predicted
+    target is read from them; a given target (or regression's 0) is checked at once and needs none."""
 
     def __init__(self, model, samples, target, name: str):
         self.model, self.samples, self.name = model, samples, name
-        self.seen = None
+        self.seen = Watch(model, samples)
         self.seconds = 0.0
-        self.error: BaseException | None = None
-        self._rows: list = [None] * len(samples)
+        self.error: BaseException | None = None       # a failed prediction pass: raised again, not rerun
         self._targets = None
         if model.task is Task.REGRESSION or target is not None:
             self._targets = resolve_targets(model, samples, target, None)
@@ -81,15 +80,11 @@ class _Predictions:
 
     def row(self, i: int):
         """Sample i's probabilities (or value), checked finite."""
-        if self.error is not None:
-            raise self.error
-        if self._rows[i] is None:
-            try:
-                self._fill(i)
-            except BaseException as e:
-                self.error = e
-                raise
-        return self._rows[i]
+        rows = self.seen.outputs
+        if rows[i] is None:
+            self._predict_missing()
+        _check_input(self.samples[i], rows[i], self.name)
+        return rows[i]
 
     def probabilities(self):
         return np.stack([np.asarray(self.row(i)) for i in range(len(self.samples))])
@@ -99,19 +94,21 @@ class _Predictions:
             self._targets = resolve_targets(self.model, self.samples, None, self.probabilities())
         return self._targets
 
-    def _fill(self, i: int) -> None:
-        seen = self.seen.outputs if self.seen is not None else [None] * len(self.samples)
-        if seen[i] is None:
-            missing = [j for j, r in enumerate(self._rows) if r is None and seen[j] is None]
-            t0 = time.perf_counter()
+    def _predict_missing(self) -> None:
+        if self.error is not None:
+            raise self.error
+        rows = self.seen.outputs
+        missing = [j for j, r in enumerate(rows) if r is None]
+        t0 = time.perf_counter()
+        try:
             fresh = self.model.predict([self.samples[j] for j in missing])
+        except BaseException as e:
+            self.error = e
+            raise
+        finally:
             self.seconds += time.perf_counter() - t0
-            for j, p in zip(missing, fresh):
-                _check_input(self.samples[j], p, self.name)
-                self._rows[j] = p
-        else:
-            _check_input(self.samples[i], seen[i], self.name)
-            self._rows[i] = seen[i]
+        for j, p in zip(missing, fresh):
+            rows[j] = p
 
 
 def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int = 0,
@@ -143,8 +140,7 @@ def run_explainer(name: str, model, samples: Sequence, target=None, *, seed: int
         preds = _Predictions(model, samples, target, name)
         t1 = time.perf_counter()
         try:
-            with watch(model, samples) as seen:
-                preds.seen = seen
+            with watch(preds.seen):
                 out = impl.explain(model, samples, preds.targets(), seed=int(seed), **values)
         except ExplainKitError:
             raise
