@@ -104,11 +104,9 @@ class Floor(explainkit.Explainer):
     """The least a perturbation explainer can do: one masked pass of the unmasked copy, zero scores."""
 
     def explain(self, model, samples, targets, *, seed=0):
-        keeps = [np.ones((1, s.n_units if s.modality is not Modality.IMAGE else s.image.shape[0] * s.image.shape[1]),
-                         bool) for s in samples]
-        model.predict_masked_many(samples, keeps)
-        return [explainkit.Explanation.from_sample(s, np.zeros(s.image.shape[:2] if s.modality is Modality.IMAGE
-                                                               else s.n_units)) for s in samples]
+        shapes = [s.image.shape[:2] if s.modality is Modality.IMAGE else (s.n_units,) for s in samples]
+        model.predict_masked_many(samples, [np.ones((1, int(np.prod(u))), bool) for u in shapes])
+        return [explainkit.Explanation.from_sample(s, np.zeros(u)) for s, u in zip(samples, shapes)]
 
 
 def floor_seconds(model, sample, turns: int = 31) -> float:
